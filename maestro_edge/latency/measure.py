@@ -1,0 +1,89 @@
+"""Timing .pte programs in this process with the ExecuTorch runtime (the host's measurements).
+
+Protocol (this machine is shared and noisy, notes/toolchain.md §5): a fixed thread count, warm-up
+calls, then interleaved rounds — every round runs every program ``calls`` times in a fresh random
+order — and statistics over the round medians. Ratios measured this way agree run to run to a few %.
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+import time
+from dataclasses import dataclass
+
+import torch
+
+from maestro_edge._quiet import quiet
+
+
+@dataclass(frozen=True)
+class Protocol:
+    threads: int = 1
+    warmup: int = 5
+    rounds: int = 15
+    calls: int = 20
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        return {"threads": self.threads, "warmup": self.warmup, "rounds": self.rounds, "calls": self.calls}
+
+
+QUICK = Protocol(warmup=3, rounds=7, calls=10)
+
+
+@dataclass(frozen=True)
+class Timing:
+    p50_ms: float        # median of the round medians: what tables and budgets use
+    p90_ms: float        # 90th percentile of the round medians
+    min_ms: float        # fastest round median
+    rounds: int
+
+    def to_dict(self) -> dict:
+        return {"p50_ms": self.p50_ms, "p90_ms": self.p90_ms, "min_ms": self.min_ms, "rounds": self.rounds}
+
+
+def _set_threads(threads: int) -> None:
+    with quiet():   # importing the runtime prints cpuinfo lines; resetting the pool prints one more
+        from executorch.extension.pybindings import portable_lib
+        from executorch.runtime import Runtime  # noqa: F401  (its first import prints too)
+
+        if portable_lib._threadpool_get_thread_count() != threads:
+            portable_lib._unsafe_reset_threadpool(threads)
+    torch.set_num_threads(threads)
+
+
+def time_programs(programs: dict[str, tuple[bytes, tuple[int, ...]]], protocol: Protocol = Protocol()) -> dict[str, Timing]:
+    """Time each ``name -> (pte bytes, input shape)`` program; returns ``name -> Timing``."""
+    _set_threads(protocol.threads)
+    from executorch.runtime import Runtime
+
+    runtime = Runtime.get()
+    generator = torch.Generator().manual_seed(protocol.seed)
+    loaded = {}
+    for name, (buffer, shape) in programs.items():
+        method = runtime.load_program(buffer).load_method("forward")
+        inputs = (torch.randn(shape, generator=generator),)
+        loaded[name] = (method, inputs)
+        for _ in range(protocol.warmup):
+            method.execute(inputs)
+    medians: dict[str, list[float]] = {name: [] for name in loaded}
+    order = list(loaded)
+    shuffle = random.Random(protocol.seed)
+    for _ in range(protocol.rounds):
+        shuffle.shuffle(order)
+        for name in order:
+            method, inputs = loaded[name]
+            samples = []
+            for _ in range(protocol.calls):
+                start = time.perf_counter_ns()
+                method.execute(inputs)
+                samples.append(time.perf_counter_ns() - start)
+            medians[name].append(statistics.median(samples) / 1e6)
+    return {name: summarize(values) for name, values in medians.items()}
+
+
+def summarize(round_medians_ms: list[float]) -> Timing:
+    ordered = sorted(round_medians_ms)
+    p90 = ordered[min(len(ordered) - 1, round(0.9 * (len(ordered) - 1)))]
+    return Timing(statistics.median(ordered), p90, ordered[0], len(ordered))

@@ -1,0 +1,133 @@
+"""LatencyTable: per-layer latency for every rank on the grid (and dense), for one model on one device.
+
+Predicted latency of a rank plan = ``overhead_ms`` + Σ per-layer latency of the chosen option, where
+the overhead (everything that is not a factorized layer, plus the call itself) is measured on the
+whole model. Tables are JSON with a schema version and provenance, written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from maestro_edge.errors import TableError
+
+SCHEMA_VERSION = 1
+DENSE = "dense"
+
+
+@dataclass
+class LayerLatency:
+    dense_ms: float
+    rank_ms: dict[int, float]            # rank -> p50 latency in ms
+    spread: dict[str, float] = field(default_factory=dict)   # option -> p90/p50 (measured only)
+
+    def option_ms(self, choice: int | str) -> float:
+        if choice == DENSE:
+            return self.dense_ms
+        if choice in self.rank_ms:
+            return self.rank_ms[choice]
+        return self._interpolate(int(choice))
+
+    def _interpolate(self, rank: int) -> float:
+        """Linear in rank between grid points (latency is close to linear in rank, notes §5)."""
+        ranks = sorted(self.rank_ms)
+        lo = max((r for r in ranks if r <= rank), default=ranks[0])
+        hi = min((r for r in ranks if r >= rank), default=ranks[-1])
+        if lo == hi:
+            return self.rank_ms[lo]
+        t = (rank - lo) / (hi - lo)
+        return self.rank_ms[lo] * (1 - t) + self.rank_ms[hi] * t
+
+
+@dataclass
+class LatencyTable:
+    device: str
+    model_digest: str
+    source: str                      # "measured" | "estimated"
+    runtime: str
+    threads: int
+    overhead_ms: float
+    layers: dict[str, LayerLatency]
+    full_model_ms: float | None = None       # measured whole model at full rank (measured tables)
+    provenance: dict = field(default_factory=dict)
+
+    def predict_ms(self, choices: dict[str, int | str]) -> float:
+        return self.overhead_ms + sum(self.layers[name].option_ms(c) for name, c in choices.items())
+
+    # ---- persistence -------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["schema_version"] = SCHEMA_VERSION
+        for entry in d["layers"].values():
+            entry["rank_ms"] = {str(r): ms for r, ms in entry["rank_ms"].items()}
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict, source: str = "<dict>") -> "LatencyTable":
+        if not isinstance(d, dict) or d.get("schema_version") != SCHEMA_VERSION:
+            raise TableError(f"latency table {source} has an unknown schema; delete it and profile again")
+        try:
+            layers = {name: LayerLatency(float(e["dense_ms"]), {int(r): float(ms) for r, ms in e["rank_ms"].items()},
+                                         dict(e.get("spread", {}))) for name, e in d["layers"].items()}
+            table = cls(device=d["device"], model_digest=d["model_digest"], source=d["source"], runtime=d["runtime"],
+                        threads=int(d["threads"]), overhead_ms=float(d["overhead_ms"]), layers=layers,
+                        full_model_ms=d.get("full_model_ms"), provenance=dict(d.get("provenance", {})))
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise TableError(f"latency table {source} is malformed ({type(e).__name__}: {e}); delete it and profile again") from None
+        values = [table.overhead_ms] + [v for l in layers.values() for v in (l.dense_ms, *l.rank_ms.values())]
+        if not all(math.isfinite(v) and v >= 0 for v in values) or any(not l.rank_ms for l in layers.values()):
+            raise TableError(f"latency table {source} holds negative, missing or non-finite latencies; profile again")
+        return table
+
+    def save(self, path: str | Path) -> None:
+        write_json_atomic(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: str | Path) -> "LatencyTable":
+        path = Path(path)
+        try:
+            d = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise TableError(f"latency table {path} does not exist") from None
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise TableError(f"latency table {path} is not valid JSON (corrupt?); delete it and profile again") from None
+        return cls.from_dict(d, source=str(path))
+
+
+def write_json_atomic(path: str | Path, data) -> None:
+    """Write JSON to a temporary file beside ``path`` and rename it: never a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=2)
+            f.write("\n")
+        os.chmod(tmp, readable_mode())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def readable_mode() -> int:
+    """rw-r--r-- less the umask: what a plain open() would have given (mkstemp gives rw-------)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o644 & ~umask
+
+
+def cache_dir() -> Path:
+    """Where measured tables are cached: $MAESTRO_EDGE_CACHE, else ~/.cache/maestro-edge."""
+    env = os.environ.get("MAESTRO_EDGE_CACHE")
+    base = Path(env) if env else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "maestro-edge"
+    return base
+
+
+def cached_table_path(device: str, model_digest: str) -> Path:
+    return cache_dir() / "latency" / f"{device}-{model_digest}.json"

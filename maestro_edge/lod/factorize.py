@@ -1,0 +1,81 @@
+"""``factorize_``: swap a model's Linear/Conv2d layers for LoD layers, in place.
+
+Per-layer overrides go by module name or ``re:`` pattern (first match wins), like torchao's
+``FqnToConfig``. What was swapped and what was skipped (and why) is returned, not only logged.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from torch import nn
+
+from maestro_edge.lod.layers import LoDConv2d, LoDLinear
+
+SKIP = "skip"
+
+
+@dataclass(frozen=True)
+class FactorizeConfig:
+    """How to factorize.
+
+    max_rank: cap on stored components for every layer (None = full rank min(out, in·k·k)).
+    overrides: module name or ``re:<pattern>`` -> ``"skip"`` or an int max rank.
+    """
+
+    max_rank: int | None = None
+    overrides: dict[str, str | int] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.max_rank is not None and self.max_rank < 1:
+            raise ValueError(f"max_rank must be >= 1 or None, got {self.max_rank}")
+        for key, value in self.overrides.items():
+            if value != SKIP and not (isinstance(value, int) and value >= 1):
+                raise ValueError(f"override for {key!r} must be 'skip' or an int >= 1, got {value!r}")
+
+    def rule_for(self, name: str) -> str | int | None:
+        for key, value in self.overrides.items():
+            if key.startswith("re:") and re.fullmatch(key[3:], name) or key == name:
+                return value
+        return self.max_rank
+
+
+@dataclass
+class FactorizeReport:
+    swapped: dict[str, int] = field(default_factory=dict)      # name -> stored max rank
+    skipped: dict[str, str] = field(default_factory=dict)      # name -> reason
+
+    def __str__(self) -> str:
+        lines = [f"factorized {len(self.swapped)} layers, skipped {len(self.skipped)}"]
+        lines += [f"  skipped {name}: {why}" for name, why in self.skipped.items()]
+        return "\n".join(lines)
+
+
+def factorize_(model: nn.Module, config: FactorizeConfig | None = None) -> FactorizeReport:
+    """Replace every nn.Linear / nn.Conv2d in ``model`` by its LoD layer (balanced SVD init)."""
+    config = config or FactorizeConfig()
+    report = FactorizeReport()
+    targets = [(name, m) for name, m in model.named_modules() if type(m) in (nn.Linear, nn.Conv2d)]
+    for name, module in targets:
+        rule = config.rule_for(name)
+        if rule == SKIP:
+            report.skipped[name] = "skipped by override"
+            continue
+        try:
+            if isinstance(module, nn.Linear):
+                new = LoDLinear.from_linear(module, rule)
+            else:
+                new = LoDConv2d.from_conv2d(module, rule)
+        except ValueError as e:
+            report.skipped[name] = str(e)
+            continue
+        _set_submodule(model, name, new)
+        report.swapped[name] = new.max_rank
+    return report
+
+
+def _set_submodule(model: nn.Module, name: str, new: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, new)

@@ -1,0 +1,227 @@
+"""LoD layers: a Linear or Conv2d as an ordered pair of low-rank factors.
+
+``LoDLinear`` computes ``x -> U (V x) + bias`` and ``LoDConv2d`` computes a k×k conv C_in→r (the
+original stride/padding/dilation, no bias) followed by a 1×1 conv r→C_out (with the bias). Component k
+is row k of V and column k of U. LoD training makes the components ordered, so the first ``r`` of them
+form a good rank-``r`` layer for every ``r``.
+
+Three ranks matter:
+- ``max_rank``: how many components are stored;
+- ``active_rank``: the prefix kept by progressive shrinking (persistent, saved in checkpoints);
+- ``sampled_rank``: a one-step override set by the rank sampler during training (None = active rank).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def _balanced_svd(matrix: torch.Tensor, max_rank: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split ``matrix`` (out × in) as U (out × r) · V (r × in), with U = P√Σ and V = √Σ Qᵀ."""
+    p, s, qt = torch.linalg.svd(matrix.detach().double(), full_matrices=False)
+    root = s[:max_rank].sqrt()
+    return p[:, :max_rank] * root, root[:, None] * qt[:max_rank]
+
+
+class _LoDBase(nn.Module):
+    u: nn.Parameter
+    v: nn.Parameter
+
+    def _init_ranks(self, max_rank: int) -> None:
+        if max_rank < 1:
+            raise ValueError(f"max_rank must be >= 1, got {max_rank}")
+        self.active_rank = max_rank
+        self.sampled_rank: int | None = None
+
+    @property
+    def max_rank(self) -> int:
+        return self.v.shape[0]
+
+    @property
+    def rank(self) -> int:
+        """The rank the next forward pass uses."""
+        return self.sampled_rank if self.sampled_rank is not None else self.active_rank
+
+    def component_sq_norms(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Squared norm of each component in V and in U (length max_rank each)."""
+        return self.v.flatten(1).pow(2).sum(1), self.u.flatten(1).pow(2).sum(0)
+
+    def truncate_(self, rank: int) -> "_LoDBase":
+        """Keep only the first ``rank`` components, physically (in place)."""
+        if not 1 <= rank <= self.max_rank:
+            raise ValueError(f"rank must be in 1..{self.max_rank}, got {rank}")
+        with torch.no_grad():
+            self.v = nn.Parameter(self.v[:rank].clone())
+            self.u = nn.Parameter(self.u[:, :rank].clone())
+        self.active_rank = min(self.active_rank, rank)
+        self.sampled_rank = None
+        return self
+
+    def dense_macs_per_pixel(self) -> int:
+        return self.out_dim * self.in_dim
+
+    def factor_macs_per_pixel(self, rank: int) -> int:
+        return rank * (self.in_dim + self.out_dim)
+
+    def break_even_rank(self) -> int:
+        """Rank where the factor pair has as many MACs as the dense layer (above it, dense wins)."""
+        return (self.out_dim * self.in_dim) // (self.in_dim + self.out_dim)
+
+
+class LoDLinear(_LoDBase):
+    """``y = U (V x) + bias`` with V: r × in and U: out × r."""
+
+    def __init__(self, in_features: int, out_features: int, max_rank: int, bias: bool = True,
+                 device=None, dtype=None):
+        super().__init__()
+        kw = dict(device=device, dtype=dtype)
+        self.in_features, self.out_features = in_features, out_features
+        self.v = nn.Parameter(torch.empty(max_rank, in_features, **kw))
+        self.u = nn.Parameter(torch.empty(out_features, max_rank, **kw))
+        self.bias = nn.Parameter(torch.zeros(out_features, **kw)) if bias else None
+        self._init_ranks(max_rank)
+        nn.init.kaiming_uniform_(self.v, a=math.sqrt(5))
+        nn.init.kaiming_uniform_(self.u, a=math.sqrt(5))
+
+    in_dim = property(lambda self: self.in_features)
+    out_dim = property(lambda self: self.out_features)
+
+    @classmethod
+    def from_linear(cls, layer: nn.Linear, max_rank: int | None = None) -> "LoDLinear":
+        """Factorize ``layer`` by balanced SVD; at full rank the output equals the dense layer's."""
+        weight = layer.weight
+        full = min(weight.shape)
+        rank = full if max_rank is None else min(max_rank, full)
+        new = cls(layer.in_features, layer.out_features, rank, layer.bias is not None,
+                  device=weight.device, dtype=weight.dtype)
+        u, v = _balanced_svd(weight, rank)
+        with torch.no_grad():
+            new.u.copy_(u)
+            new.v.copy_(v)
+            if layer.bias is not None:
+                new.bias.copy_(layer.bias)
+        return new
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        r = self.rank
+        return F.linear(F.linear(x, self.v[:r]), self.u[:, :r], self.bias)
+
+    def to_dense(self) -> nn.Linear:
+        """The product of the active components as one nn.Linear."""
+        r = self.active_rank
+        dense = nn.Linear(self.in_features, self.out_features, self.bias is not None,
+                          device=self.v.device, dtype=self.v.dtype)
+        with torch.no_grad():
+            dense.weight.copy_(self.u[:, :r] @ self.v[:r])
+            if self.bias is not None:
+                dense.bias.copy_(self.bias)
+        return dense
+
+    def to_sequential(self) -> nn.Sequential:
+        """The active components as two plain nn.Linear layers (the form exporters understand)."""
+        r = self.active_rank
+        first = nn.Linear(self.in_features, r, bias=False, device=self.v.device, dtype=self.v.dtype)
+        second = nn.Linear(r, self.out_features, self.bias is not None, device=self.v.device, dtype=self.v.dtype)
+        with torch.no_grad():
+            first.weight.copy_(self.v[:r])
+            second.weight.copy_(self.u[:, :r])
+            if self.bias is not None:
+                second.bias.copy_(self.bias)
+        return nn.Sequential(first, second)
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                f"max_rank={self.max_rank}, active_rank={self.active_rank}, bias={self.bias is not None}")
+
+
+class LoDConv2d(_LoDBase):
+    """k×k conv C_in→r (no bias) then 1×1 conv r→C_out (bias); V: r×C_in×k×k, U: C_out×r×1×1."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, max_rank: int, stride=1,
+                 padding=0, dilation=1, bias: bool = True, device=None, dtype=None):
+        super().__init__()
+        kw = dict(device=device, dtype=dtype)
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size = nn.modules.utils._pair(kernel_size)
+        self.stride = nn.modules.utils._pair(stride)
+        self.padding = padding if isinstance(padding, str) else nn.modules.utils._pair(padding)
+        self.dilation = nn.modules.utils._pair(dilation)
+        self.v = nn.Parameter(torch.empty(max_rank, in_channels, *self.kernel_size, **kw))
+        self.u = nn.Parameter(torch.empty(out_channels, max_rank, 1, 1, **kw))
+        self.bias = nn.Parameter(torch.zeros(out_channels, **kw)) if bias else None
+        self._init_ranks(max_rank)
+        nn.init.kaiming_uniform_(self.v, a=math.sqrt(5))
+        nn.init.kaiming_uniform_(self.u, a=math.sqrt(5))
+
+    in_dim = property(lambda self: self.in_channels * self.kernel_size[0] * self.kernel_size[1])
+    out_dim = property(lambda self: self.out_channels)
+
+    @classmethod
+    def from_conv2d(cls, layer: nn.Conv2d, max_rank: int | None = None) -> "LoDConv2d":
+        """Factorize ``layer`` (groups must be 1) by balanced SVD of its C_out × (C_in·k·k) matrix."""
+        if layer.groups != 1:
+            raise ValueError("grouped/depthwise convolutions cannot be factorized (groups != 1)")
+        if layer.padding_mode != "zeros":
+            raise ValueError(f"padding_mode={layer.padding_mode!r} is not supported (only 'zeros')")
+        weight = layer.weight
+        full = min(weight.shape[0], weight[0].numel())
+        rank = full if max_rank is None else min(max_rank, full)
+        new = cls(layer.in_channels, layer.out_channels, layer.kernel_size, rank, layer.stride,
+                  layer.padding, layer.dilation, layer.bias is not None,
+                  device=weight.device, dtype=weight.dtype)
+        u, v = _balanced_svd(weight.flatten(1), rank)
+        with torch.no_grad():
+            new.u.copy_(u[:, :, None, None])
+            new.v.copy_(v.reshape(new.v.shape))
+            if layer.bias is not None:
+                new.bias.copy_(layer.bias)
+        return new
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        r = self.rank
+        hidden = F.conv2d(x, self.v[:r], None, self.stride, self.padding, self.dilation)
+        return F.conv2d(hidden, self.u[:, :r], self.bias)
+
+    def to_dense(self) -> nn.Conv2d:
+        """The product of the active components as one nn.Conv2d."""
+        r = self.active_rank
+        dense = nn.Conv2d(self.in_channels, self.out_channels, self.kernel_size, self.stride,
+                          self.padding, self.dilation, bias=self.bias is not None,
+                          device=self.v.device, dtype=self.v.dtype)
+        with torch.no_grad():
+            weight = self.u[:, :r].flatten(1) @ self.v[:r].flatten(1)
+            dense.weight.copy_(weight.reshape(dense.weight.shape))
+            if self.bias is not None:
+                dense.bias.copy_(self.bias)
+        return dense
+
+    def to_sequential(self) -> nn.Sequential:
+        """The active components as a k×k nn.Conv2d then a 1×1 nn.Conv2d (the form exporters understand)."""
+        r = self.active_rank
+        kw = dict(device=self.v.device, dtype=self.v.dtype)
+        first = nn.Conv2d(self.in_channels, r, self.kernel_size, self.stride, self.padding, self.dilation,
+                          bias=False, **kw)
+        second = nn.Conv2d(r, self.out_channels, 1, bias=self.bias is not None, **kw)
+        with torch.no_grad():
+            first.weight.copy_(self.v[:r])
+            second.weight.copy_(self.u[:, :r])
+            if self.bias is not None:
+                second.bias.copy_(self.bias)
+        return nn.Sequential(first, second)
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}, padding={self.padding}, max_rank={self.max_rank}, "
+                f"active_rank={self.active_rank}, bias={self.bias is not None}")
+
+
+LOD_LAYERS = (LoDLinear, LoDConv2d)
+
+
+def lod_layers(model: nn.Module) -> dict[str, _LoDBase]:
+    """The model's LoD layers by module name, in registration order."""
+    return {name: m for name, m in model.named_modules() if isinstance(m, LOD_LAYERS)}

@@ -1,0 +1,45 @@
+"""Held-out evaluation and BatchNorm recalibration."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 512) -> tuple[float, float]:
+    """(accuracy, mean cross-entropy) of ``model`` in eval mode."""
+    was_training = model.training
+    model.eval()
+    correct, loss = 0, 0.0
+    for start in range(0, len(x), batch_size):
+        logits = model(x[start:start + batch_size])
+        target = y[start:start + batch_size]
+        loss += F.cross_entropy(logits, target, reduction="sum").item()
+        correct += (logits.argmax(1) == target).sum().item()
+    model.train(was_training)
+    return correct / len(x), loss / len(x)
+
+
+@torch.no_grad()
+def recalibrate_bn_(model: nn.Module, x: torch.Tensor, batch_size: int = 256) -> None:
+    """Recompute BatchNorm running statistics for the model as it is now (e.g. truncated).
+
+    Maestro shares one set of BN statistics across ranks; a truncated sub-model shifts activations,
+    so its statistics are re-estimated as a cumulative average over ``x`` before evaluation.
+    """
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns:
+        return
+    was_training = model.training
+    saved = [bn.momentum for bn in bns]
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None
+    model.train()
+    for start in range(0, len(x), batch_size):
+        model(x[start:start + batch_size])
+    for bn, momentum in zip(bns, saved):
+        bn.momentum = momentum
+    model.train(was_training)
