@@ -8,6 +8,7 @@ needs none of them. Errors still surface as exceptions.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import sys
 import warnings
@@ -28,7 +29,15 @@ def quiet():
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
+        _libc_fflush()   # C stdio buffers would otherwise spill into the restored descriptors later
         os.dup2(saved[0], 1)
         os.dup2(saved[1], 2)
         for fd in (*saved, devnull):
             os.close(fd)
+
+
+def _libc_fflush() -> None:
+    try:
+        ctypes.CDLL(None).fflush(None)
+    except (OSError, AttributeError):
+        pass

@@ -187,16 +187,28 @@ def export():
 
 
 @cli.command()
-@click.argument("folder", required=False)
-def report(folder):
-    """Plot and summarise fits in a folder (not yet)."""
-    raise click.UsageError("'report' is not available yet; read the fit.json files in the output folders")
+@click.argument("folder", type=click.Path(path_type=Path), default=Path("out"))
+@click.option("--out", "out_path", type=click.Path(path_type=Path), default=None,
+              help="Where to write the HTML page (default: FOLDER/report.html).")
+def report(folder, out_path):
+    """Write a self-contained HTML report of every fit.json under FOLDER (default: out/).
+
+    \b
+    Pareto curve of accuracy vs latency per device, the rank chosen per layer, predicted vs measured
+    latency, and a table of the exported artifacts.
+    Example:
+      maestro-edge fit --device host --ms 0.1 && maestro-edge fit --device host --ms 0.15
+      maestro-edge report out/
+    """
+    from maestro_edge.report import write_report
+
+    click.echo(f"wrote {write_report(folder, out_path)}")
 
 
 def main(argv=None) -> None:
     """Entry point: one line per error, exit 2 for usage errors, 1 for others, 130 on Ctrl-C."""
     try:
-        cli.main(args=argv, prog_name="maestro-edge", standalone_mode=False)
+        code = cli.main(args=argv, prog_name="maestro-edge", standalone_mode=False)
     except click.UsageError as e:
         hint = f" (see 'maestro-edge {e.ctx.info_name} --help')" if e.ctx and e.ctx.parent else ""
         click.echo(f"Error: {e.format_message()}{hint}", err=True)
@@ -210,6 +222,7 @@ def main(argv=None) -> None:
     except (KeyboardInterrupt, click.Abort):
         click.echo("Interrupted.", err=True)
         sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)   # --help/--version return their code here
 
 
 if __name__ == "__main__":

@@ -89,7 +89,12 @@ def fit(ckpt: LoDCheckpoint, profile: DeviceProfile, budget_ms: float, out_dir: 
     tries, solver_budget = [], budget_ms
     for attempt in range(MAX_TRIES):
         say(f"solving for {solver_budget:.3f} ms")
-        plan = solve_ranks(layers, solver_budget, overhead_ms=table.overhead_ms)
+        try:
+            plan = solve_ranks(layers, solver_budget, overhead_ms=table.overhead_ms)
+        except InfeasibleBudget as e:
+            raise InfeasibleBudget(f"budget {budget_ms:g} ms is below the fastest possible model on {profile.name}: "
+                                   f"{e.min_ms:.4g} ms ({table.source}, {profile.runtime}, {table.threads} thread(s)); "
+                                   f"raise --ms to at least {e.min_ms:.4g}", min_ms=e.min_ms) from None
         small = deployable(ckpt.model, dict(plan.choices))
         recalibrate_bn_(small, data.val_x)   # the truncated model's own BatchNorm statistics
         say("exporting .pte (ExecuTorch, XNNPACK)")

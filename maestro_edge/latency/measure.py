@@ -58,13 +58,13 @@ def time_programs(programs: dict[str, tuple[bytes, tuple[int, ...]]], protocol: 
     _set_threads(protocol.threads)
     from executorch.runtime import Runtime
 
-    runtime = Runtime.get()
     generator = torch.Generator().manual_seed(protocol.seed)
     loaded = {}
-    for name, (buffer, shape) in programs.items():
-        method = runtime.load_program(buffer).load_method("forward")
-        inputs = (torch.randn(shape, generator=generator),)
-        loaded[name] = (method, inputs)
+    with quiet():   # the first Runtime.get() prints cpuinfo lines from C++
+        runtime = Runtime.get()
+        for name, (buffer, shape) in programs.items():
+            loaded[name] = (runtime.load_program(buffer).load_method("forward"), (torch.randn(shape, generator=generator),))
+    for method, inputs in loaded.values():
         for _ in range(protocol.warmup):
             method.execute(inputs)
     medians: dict[str, list[float]] = {name: [] for name in loaded}

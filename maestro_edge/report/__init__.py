@@ -1,0 +1,9 @@
+"""HTML report of a sweep of ``maestro-edge fit`` outputs (needs the ``report`` extra: matplotlib).
+
+    from maestro_edge.report import write_report
+    write_report(Path("out"))          # -> out/report.html, plus pareto.png, ranks.png, latency.png
+"""
+
+from maestro_edge.report.html import FIGURES, Fit, load_fits, write_report
+
+__all__ = ["FIGURES", "Fit", "load_fits", "write_report"]

@@ -1,0 +1,101 @@
+"""Per-operator latency ESTIMATES for devices maestro-edge cannot reach (Raspberry Pi 4/5, Pixel 7, ...).
+
+Nothing here is a measurement of the target. An op's estimated time is a roofline with a per-op cost:
+
+    ms = per_op_overhead_ms + max(compute_ms, memory_ms)
+    compute_ms = 2 * MACs / device_gflops(op)
+    memory_ms  = (weight bytes + activation bytes) / memory bandwidth    (each byte moved once, at peak bandwidth)
+
+How fast an op of a given shape computes, relative to a large convolution, is measured on the host
+(``bench/fit_efficiency.py`` → ``host_efficiency.json``: ExecuTorch XNNPACK, 1 thread). That shape curve is
+carried to the device unchanged and anchored to an absolute level by one published figure: XNNPACK fp32 ran
+the VGG-16 convolutions with < 512 output channels at ~0.71 of peak on a 4-core Cortex-A76 at 4 threads
+(google/XNNPACK#1905). So, for a device whose profile gives ``[hardware] peak_gflops, peak_cores,
+memory_gbs`` and ``[estimate] reference_fraction_of_peak, per_op_overhead_ms``:
+
+    device_gflops(op) = peak_gflops * min(threads, peak_cores) / peak_cores      (compute scales with cores used)
+                        * reference_fraction_of_peak                              (level of the VGG reference layers)
+                        * host_gflops(op) / host_gflops(VGG reference layers)     (shape dependence, from the host)
+
+capped at the peak of the cores used. Memory bandwidth is shared, so it does not grow with threads:
+more threads never make an estimate slower.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+
+from maestro_edge.errors import ProfileError
+from maestro_edge.latency.ops import OpSpec
+
+EFFICIENCY_FILE = Path(__file__).with_name("host_efficiency.json")
+
+# The layers of the published anchor: VGG-16 convs with < 512 output channels, 224x224 input
+# (conv1_1 .. conv3_3); XNNPACK ran them at 110-120 GFLOP/s on a Pixel 4 at 4 threads (google/XNNPACK#1905).
+VGG16_REFERENCE_LAYERS = tuple(
+    OpSpec.conv2d(cin, cout, 3, hw)
+    for cin, cout, hw in [(3, 64, 224), (64, 64, 224), (64, 128, 112), (128, 128, 112), (128, 256, 56), (256, 256, 56), (256, 256, 56)]
+)
+
+
+def _saturation(x: float, x0: float) -> float:
+    """Fraction of full speed at size x: small GEMM dimensions waste vector lanes, tiles and loop overhead."""
+    return x / (x + x0)
+
+
+def host_gflops(op: OpSpec, params: dict) -> float:
+    """The host's fitted compute rate for ``op`` (GFLOP/s at 1 thread, per-op floor excluded)."""
+    m, n, k = op.gemm_shape()
+    if op.is_depthwise:
+        return params["G_dw"] * _saturation(m, params["m0_dw"]) * _saturation(op.groups, params["c0_dw"])
+    peak = params["G_igemm"] if op.kernel != (1, 1) else params["G_gemm"]
+    return peak * _saturation(m, params["m0"]) * _saturation(n, params["n0"]) * _saturation(k, params["k0"])
+
+
+def reference_gflops(params: dict) -> float:
+    """The host's fitted rate over the VGG-16 reference layers, time-weighted (total FLOP / total time)."""
+    flops = [2 * op.macs() for op in VGG16_REFERENCE_LAYERS]
+    seconds = [f / host_gflops(op, params) for f, op in zip(flops, VGG16_REFERENCE_LAYERS)]
+    return sum(flops) / sum(seconds)
+
+
+@lru_cache(maxsize=1)
+def host_efficiency() -> dict:
+    """The fitted host curves with their provenance; read on first use, not at import."""
+    try:
+        return json.loads(EFFICIENCY_FILE.read_text())
+    except FileNotFoundError:
+        raise ProfileError(f"{EFFICIENCY_FILE} is missing; regenerate it with: python bench/fit_efficiency.py") from None
+
+
+def _number(profile, table: str, key: str) -> float:
+    value = getattr(profile, table).get(key)
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+        raise ProfileError(
+            f"device profile {profile.path or profile.name}: [{table}] {key} must be a positive number to estimate "
+            f"latency (got {value!r}); see profiles/rpi4.toml"
+        )
+    return float(value)
+
+
+def estimate_op_ms(op: OpSpec, profile) -> float:
+    """ESTIMATED latency of one op on ``profile``'s device, in ms, at the profile's threads, fp32.
+
+    Not a measurement: callers must label the figure as estimated (see the module docstring for the model).
+    """
+    model = host_efficiency()["model"]
+    peak = _number(profile, "hardware", "peak_gflops")
+    cores_used = min(profile.threads, _number(profile, "hardware", "peak_cores")) / _number(profile, "hardware", "peak_cores")
+    usable_peak = peak * cores_used
+    relative_speed = host_gflops(op, model["params"]) / model["reference_gflops"]
+    gflops = min(usable_peak, usable_peak * _number(profile, "estimate", "reference_fraction_of_peak") * relative_speed)
+    compute_ms = 2 * op.macs() / (gflops * 1e6)
+    memory_ms = (op.weight_bytes() + op.activation_bytes()) / (_number(profile, "hardware", "memory_gbs") * 1e6)
+    return _number(profile, "estimate", "per_op_overhead_ms") + max(compute_ms, memory_ms)
+
+
+def estimate_ops_ms(ops, profile) -> float:
+    """ESTIMATED total latency (ms) of ops run one after another, e.g. a whole network or a low-rank pair."""
+    return sum(estimate_op_ms(op, profile) for op in ops)
