@@ -22,14 +22,6 @@ def _echo_progress(quiet: bool):
     return (lambda message: None) if quiet else (lambda message: click.echo(f"  {message}", err=True))
 
 
-def _budget(ctx, param, value):
-    if value is None:
-        return None
-    if not math.isfinite(value) or value <= 0:
-        raise click.BadParameter(f"the budget must be a positive number of milliseconds, got {value:g}")
-    return value
-
-
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="maestro-edge")
 def cli():
@@ -138,52 +130,120 @@ def profile(device, model_path, force, quiet):
                f"full model {table.full_model_ms:.3f} ms (measured, {prof.runtime}, {table.threads} thread(s))")
 
 
+def _budgets(ctx, param, value):
+    """'20' or '10,15,20' -> [20.0] or [10.0, 15.0, 20.0], each a positive, finite number of ms."""
+    budgets = []
+    for part in value.split(","):
+        try:
+            budget = float(part)
+        except ValueError:
+            raise click.BadParameter(f"{part.strip()!r} is not a number of milliseconds (use e.g. 20 or 10,15,20)")
+        if not math.isfinite(budget) or budget <= 0:
+            raise click.BadParameter(f"the budget must be a positive number of milliseconds, got {part.strip()}")
+        budgets.append(budget)
+    return budgets
+
+
 @cli.command()
-@click.option("--device", required=True, help="Device name (see 'maestro-edge devices') or profile .toml path.")
-@click.option("--ms", "budget_ms", type=float, required=True, callback=_budget, help="Latency budget in milliseconds.")
+@click.option("--device", "devices_", multiple=True, required=True,
+              help="Device name (see 'maestro-edge devices') or profile .toml path; repeat for several devices.")
+@click.option("--ms", "budgets", required=True, callback=_budgets,
+              help="Latency budget in milliseconds, or a comma-separated sweep (10,15,20).")
 @click.option("--model", "model_path", type=click.Path(path_type=Path), default=None,
               help="LoD checkpoint (default: the embedded model).")
+@click.option("--table", "table_path", type=click.Path(path_type=Path), default=None,
+              help="Use this latency table (JSON from 'maestro-edge profile') instead of the cached/estimated one.")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
-              help="Output folder (default: out/<device>-<ms>ms).")
-@click.option("--json", "as_json", is_flag=True, help="Print fit.json on stdout.")
+              help="Output folder (default: out/<device>-<ms>ms; with several fits, the parent of those folders).")
+@click.option("--json", "as_json", is_flag=True, help="Print fit.json on stdout (a list for several fits).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
-def fit(device, budget_ms, model_path, out_dir, as_json, quiet):
+def fit(devices_, budgets, model_path, table_path, out_dir, as_json, quiet):
     """Pick per-layer ranks that meet the budget, export .pte and .onnx, verify them.
 
     \b
-    Writes model.pte, model.onnx and fit.json to the output folder.
-    Example:
+    Writes model.pte, model.onnx and fit.json to one folder per device and budget.
+    Examples:
       maestro-edge fit --device pixel7 --ms 20
+      maestro-edge fit --device host --device rpi5 --device pixel7 --ms 0.1,0.15,0.2
     """
     from maestro_edge.devices.profile import find_profile
 
-    prof = find_profile(device)
-    out_dir = out_dir or Path("out") / f"{prof.name}-{budget_ms:g}ms"
-    if out_dir.exists() and not out_dir.is_dir():
-        raise click.BadParameter(f"{out_dir} is a file; give a folder path", param_hint="--out")
+    profiles = [find_profile(d) for d in devices_]
+    many = len(profiles) * len(budgets) > 1
+    jobs = [(p, b, (out_dir or Path("out")) / f"{p.name}-{b:g}ms" if many or out_dir is None else out_dir)
+            for p in profiles for b in budgets]
+    for _, _, folder in jobs:
+        if folder.exists() and not folder.is_dir():
+            raise click.BadParameter(f"{folder} is a file; give a folder path", param_hint="--out")
+    if table_path is not None and len(profiles) > 1:
+        raise click.BadParameter("a latency table belongs to one device; pass one --device with --table")
 
     import torch
 
-    from maestro_edge.fit import fit as run_fit
+    from maestro_edge.fit import Fitter, load_table
     from maestro_edge.lod.checkpoint import LoDCheckpoint
 
     torch.set_num_threads(1)
     ckpt = LoDCheckpoint.load(model_path or DEFAULT_MODEL)
-    record = run_fit(ckpt, prof, budget_ms, out_dir, progress=_echo_progress(quiet))
+    table = load_table(table_path, ckpt, profiles[0]) if table_path else None
+    fitter = Fitter(ckpt, progress=_echo_progress(quiet))
+    records, failures = [], []
+    for prof, budget, folder in jobs:
+        if many and not quiet:
+            click.echo(f"{prof.name} at {budget:g} ms:", err=True)
+        try:
+            records.append(fitter.fit(prof, budget, folder, table=table))
+        except MaestroError as e:
+            if not many:
+                raise
+            failures.append(f"{prof.name} at {budget:g} ms: {e}")
+            click.echo(f"Error: {failures[-1]}", err=True)
     if as_json:
-        click.echo(json.dumps(record, indent=2))
-        return
-    measured = (f"measured {record['measured_ms']:.3f} ms" if record["measured_ms"] is not None
-                else "not measured (device not reachable)")
-    click.echo(f"{prof.name}: budget {budget_ms:g} ms, predicted {record['predicted_ms']:.3f} ms "
-               f"({record['latency_source']}), {measured}; accuracy {record['accuracy']:.4f} "
-               f"(dense {record['dense_accuracy']:.4f}) -> {out_dir}/")
+        click.echo(json.dumps(records if many else records[0], indent=2))
+    else:
+        _print_summary(records, jobs)
+    if failures:
+        raise click.ClickException(f"{len(failures)} of {len(jobs)} fits failed (see above)")
+
+
+def _print_summary(records: list[dict], jobs) -> None:
+    folders = {(p.name, b): f for p, b, f in jobs}
+    click.echo(f"{'device':<10} {'budget':>9} {'predicted':>10} {'measured':>10}  {'source':<9} {'accuracy':>8} "
+               f"{'dense':>6}  folder")
+    for r in records:
+        measured = f"{r['measured_ms']:.4g}" if r["measured_ms"] is not None else "-"
+        click.echo(f"{r['device']:<10} {r['budget_ms']:>9g} {r['predicted_ms']:>10.4g} {measured:>10}  "
+                   f"{r['latency_source']:<9} {r['accuracy']:>8.4f} {r['dense_accuracy']:>6.4f}  "
+                   f"{folders[(r['device'], r['budget_ms'])]}/")
+    click.echo("latencies in ms; measured = the exported .pte timed on the device, '-' = device not reachable")
 
 
 @cli.command()
-def export():
-    """Export a model with given ranks (not yet: use 'fit', which exports)."""
-    raise click.UsageError("'export' is not available yet; 'maestro-edge fit' exports .pte and .onnx")
+@click.option("--plan", "plan_path", type=click.Path(path_type=Path), required=True,
+              help="A fit.json (or JSON with \"ranks\") naming the rank of every layer.")
+@click.option("--model", "model_path", type=click.Path(path_type=Path), default=None,
+              help="LoD checkpoint the plan was made for (default: the embedded model).")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Output folder.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress output.")
+def export(plan_path, model_path, out_dir, quiet):
+    """Export a model truncated to the ranks of a plan as .pte and .onnx, verified against PyTorch.
+
+    \b
+    Writes model.pte, model.onnx and export.json to the output folder.
+    Example:
+      maestro-edge export --plan out/pixel7-20ms/fit.json --out build/pixel7
+    """
+    if out_dir.exists() and not out_dir.is_dir():
+        raise click.BadParameter(f"{out_dir} is a file; give a folder path", param_hint="--out")
+    import torch
+
+    from maestro_edge.fit import Fitter, read_ranks
+    from maestro_edge.lod.checkpoint import LoDCheckpoint
+
+    torch.set_num_threads(1)
+    ckpt = LoDCheckpoint.load(model_path or DEFAULT_MODEL)
+    record = Fitter(ckpt, progress=_echo_progress(quiet)).export(read_ranks(plan_path, ckpt), out_dir)
+    click.echo(f"wrote {out_dir}/: accuracy {record['accuracy']:.4f} (dense {record['dense_accuracy']:.4f})")
 
 
 @cli.command()

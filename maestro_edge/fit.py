@@ -10,9 +10,12 @@ the end, or not at all.
 from __future__ import annotations
 
 import hashlib
+import json
+import math
 import shutil
 import tempfile
 import time
+from functools import cached_property
 from pathlib import Path
 from typing import Callable
 
@@ -32,27 +35,38 @@ from maestro_edge.latency.table import LatencyTable, cached_table_path, readable
 from maestro_edge.lod.checkpoint import LoDCheckpoint
 from maestro_edge.lod.importance import penalty
 from maestro_edge.lod.layers import lod_layers
-from maestro_edge.solve.knapsack import solve_ranks
-from maestro_edge.solve.plan import LayerOptions, Option
+from maestro_edge.solve import LayerOptions, Option, solve_ranks
 from maestro_edge.train.evaluate import evaluate, recalibrate_bn_
 
 SCHEMA_VERSION = 1
 MAX_TRIES = 4
 VERIFY_SAMPLES = 16
+UNIFORM_STEPS = 64   # resolution of the uniform-rank baseline's fraction
 Progress = Callable[[str], None]
+
+
+def load_table(path: Path, ckpt: LoDCheckpoint, profile: DeviceProfile) -> LatencyTable:
+    """A latency table from a file, refused unless it was made for this model and device."""
+    table = LatencyTable.load(path)
+    if table.model_digest != ckpt.digest():
+        raise TableError(f"latency table {path} was made for another model (digest {table.model_digest}, this "
+                         f"model is {ckpt.digest()}); profile this model with 'maestro-edge profile'")
+    if table.device != profile.name:
+        raise TableError(f"latency table {path} was made for device '{table.device}', not '{profile.name}'")
+    missing = set(lod_layers(ckpt.model)) - set(table.layers)
+    if missing:
+        raise TableError(f"latency table {path} lacks layers {', '.join(sorted(missing))}; profile again")
+    return table
 
 
 def latency_table_for(ckpt: LoDCheckpoint, profile: DeviceProfile, progress: Progress | None = None) -> LatencyTable:
     """The measured table cached for this device and model, else measure it (host), else estimate."""
     path = cached_table_path(profile.name, ckpt.digest())
     if path.is_file():
-        table = LatencyTable.load(path)
-        if table.model_digest != ckpt.digest():
-            raise TableError(f"latency table {path} was made for another model; delete it and profile again")
-        return table
+        return load_table(path, ckpt, profile)
     if profile.is_host:
-        return measure_host_table(ckpt, profile, progress=(lambda what, i, n: progress(f"profiling {what} ({i}/{n})"))
-                                  if progress else None)
+        report = (lambda what, i, n: progress(f"profiling {what} ({i}/{n})")) if progress else None
+        return measure_host_table(ckpt, profile, progress=report)
     return estimated_table(ckpt, profile)
 
 
@@ -72,84 +86,147 @@ def solver_layers(ckpt: LoDCheckpoint, table: LatencyTable) -> list[LayerOptions
     return layers
 
 
+class Fitter:
+    """One loaded model, fitted to any number of devices and budgets (data and baselines loaded once)."""
+
+    def __init__(self, ckpt: LoDCheckpoint, progress: Progress | None = None):
+        self.ckpt = ckpt
+        self.say = progress or (lambda message: None)
+        self.example = (torch.zeros(ckpt.input_shape),)
+
+    @cached_property
+    def data(self):
+        return load_dataset(self.ckpt.data["name"], self.ckpt.data.get("seed", 0))
+
+    @cached_property
+    def dense_accuracy(self) -> float:
+        return evaluate(self.ckpt.model, self.data.test_x, self.data.test_y)[0]
+
+    def accuracy_of(self, choices: dict) -> tuple[torch.nn.Module, float, float]:
+        """The truncated model (own BatchNorm statistics) and its held-out accuracy and loss."""
+        small = deployable(self.ckpt.model, choices)
+        recalibrate_bn_(small, self.data.val_x)
+        accuracy, loss = evaluate(small, self.data.test_x, self.data.test_y)
+        return small, accuracy, loss
+
+    def fit(self, profile: DeviceProfile, budget_ms: float, out_dir: Path, table: LatencyTable | None = None) -> dict:
+        """Solve, export, verify and (where reachable) measure; write ``out_dir``; return the fit record."""
+        started = time.perf_counter()
+        out_dir = Path(out_dir)
+        if out_dir.exists() and not out_dir.is_dir():
+            raise UsageError(f"output path {out_dir} is a file; pass --out with a folder path")
+        table = table or latency_table_for(self.ckpt, profile, self.say)
+        layers = solver_layers(self.ckpt, table)
+        plan, small, pte, tries = self._solve_and_measure(profile, budget_ms, table, layers)
+        accuracy, loss = evaluate(small, self.data.test_x, self.data.test_y)
+        onnx_bytes, verification = self._onnx_and_verify(small, pte)
+        record = {
+            "schema_version": SCHEMA_VERSION,
+            "device": profile.name,
+            "budget_ms": budget_ms,
+            "predicted_ms": plan.predicted_ms,
+            "latency_source": table.source,
+            "measured_ms": tries[-1]["measured_ms"],
+            "ranks": dict(plan.choices),
+            "accuracy": accuracy,
+            "dense_accuracy": self.dense_accuracy,
+            "estimated_accuracy_drop": plan.penalty,
+            "test_loss": loss,
+            "runtime": profile.runtime,
+            "threads": table.threads,
+            "max_ranks": {name: layer.active_rank for name, layer in lod_layers(self.ckpt.model).items()},
+            "baselines": self._baselines(table, budget_ms),
+            "tries": tries,
+            "verification": verification,
+            "model": self._model_info(),
+            "artifacts": [],
+            "wall_time_s": None,
+        }
+        write_outputs(out_dir, {"model.pte": pte, "model.onnx": onnx_bytes}, record, "fit.json", started)
+        return record
+
+    def export(self, choices: dict, out_dir: Path) -> dict:
+        """Truncate to ``choices``, export .pte and .onnx, verify both, write ``out_dir`` (no solving)."""
+        started = time.perf_counter()
+        out_dir = Path(out_dir)
+        small, accuracy, loss = self.accuracy_of(choices)
+        self.say("exporting .pte (ExecuTorch, XNNPACK)")
+        pte = lower_to_pte(small, self.example)
+        onnx_bytes, verification = self._onnx_and_verify(small, pte)
+        record = {"schema_version": SCHEMA_VERSION, "ranks": dict(choices), "accuracy": accuracy,
+                  "dense_accuracy": self.dense_accuracy, "test_loss": loss, "verification": verification,
+                  "model": self._model_info(), "artifacts": [], "wall_time_s": None}
+        write_outputs(out_dir, {"model.pte": pte, "model.onnx": onnx_bytes}, record, "export.json", started)
+        return record
+
+    def _onnx_and_verify(self, small, pte: bytes) -> tuple[bytes, dict]:
+        self.say("exporting .onnx and checking both exports against PyTorch")
+        onnx_bytes = export_onnx_bytes(small, self.example)
+        samples = self.data.test_x[:VERIFY_SAMPLES]
+        return onnx_bytes, {"pte_max_abs_error": compare_pte(pte, small, samples),
+                            "onnx_max_abs_error": compare_onnx(onnx_bytes, small, samples),
+                            "samples": len(samples), "inputs": "held-out test images, batch 1"}
+
+    def _model_info(self) -> dict:
+        return {"digest": self.ckpt.digest(), "arch": self.ckpt.arch["name"], "data": self.ckpt.data["name"],
+                "test_samples": len(self.data.test_x)}
+
+    def _solve_and_measure(self, profile, budget_ms, table, layers):
+        tries, solver_budget = [], budget_ms
+        fastest_ms = table.overhead_ms + sum(min(o.latency_ms for o in layer.options) for layer in layers)
+        for _ in range(MAX_TRIES):
+            self.say(f"solving for {solver_budget:.4g} ms")
+            try:
+                plan = solve_ranks(layers, solver_budget, overhead_ms=table.overhead_ms)
+            except InfeasibleBudget as e:
+                raise InfeasibleBudget(
+                    f"budget {budget_ms:g} ms is below the fastest possible model on {profile.name}: {e.min_ms:.4g} ms "
+                    f"({table.source}, {profile.runtime}, {table.threads} thread(s)); raise --ms to at least "
+                    f"{e.min_ms:.4g}", min_ms=e.min_ms) from None
+            small, _, _ = self.accuracy_of(dict(plan.choices))
+            self.say("exporting .pte (ExecuTorch, XNNPACK)")
+            pte = lower_to_pte(small, self.example)
+            measured = None
+            if profile.is_host:
+                self.say("measuring the exported model on this host")
+                timing = time_programs({"model": (pte, self.ckpt.input_shape)}, Protocol(threads=profile.threads))
+                measured = timing["model"].p50_ms
+            tries.append({"solver_budget_ms": solver_budget, "predicted_ms": plan.predicted_ms,
+                          "measured_ms": measured, "ranks": dict(plan.choices)})
+            if measured is None or measured <= budget_ms:
+                return plan, small, pte, tries
+            # Missed: tighten the solver's budget by the observed prediction error (plus 2%) and try again.
+            solver_budget = min(solver_budget - 1e-6, solver_budget * budget_ms / measured * 0.98)
+            if solver_budget < fastest_ms:
+                break
+        raise InfeasibleBudget(f"the exported model measured {measured:.4g} ms on {profile.name} after {len(tries)} "
+                               f"tries, above the {budget_ms:g} ms budget (the table predicts at least "
+                               f"{fastest_ms:.4g} ms); raise --ms or profile again", min_ms=measured)
+
+    def _baselines(self, table: LatencyTable, budget_ms: float) -> list[dict]:
+        """What the user would get without the solver: the dense model, and one rank fraction everywhere."""
+        layers = lod_layers(self.ckpt.model)
+        dense = {name: DENSE for name in layers}
+        baselines = [{"name": "dense", "predicted_ms": table.predict_ms(dense), "accuracy": self.dense_accuracy}]
+        for step in range(UNIFORM_STEPS, 0, -1):
+            fraction = step / UNIFORM_STEPS
+            uniform = {name: max(1, math.ceil(layer.active_rank * fraction)) for name, layer in layers.items()}
+            predicted = table.predict_ms(uniform)
+            if predicted <= budget_ms:
+                _, accuracy, _ = self.accuracy_of(uniform)
+                baselines.append({"name": "uniform-rank", "fraction": fraction, "predicted_ms": predicted,
+                                  "accuracy": accuracy})
+                break
+        return baselines
+
+
 def fit(ckpt: LoDCheckpoint, profile: DeviceProfile, budget_ms: float, out_dir: Path,
         progress: Progress | None = None) -> dict:
-    """Solve, export, verify and (where reachable) measure; write ``out_dir``; return the fit record."""
-    say = progress or (lambda message: None)
-    started = time.perf_counter()
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UsageError(f"output path {out_dir} is a file; pass --out with a folder path")
-    table = latency_table_for(ckpt, profile, say)
-    layers = solver_layers(ckpt, table)
-    data = load_dataset(ckpt.data["name"], ckpt.data.get("seed", 0))
-    dense_accuracy, _ = evaluate(ckpt.model, data.test_x, data.test_y)
-    example = (torch.zeros(ckpt.input_shape),)
-
-    tries, solver_budget = [], budget_ms
-    for attempt in range(MAX_TRIES):
-        say(f"solving for {solver_budget:.3f} ms")
-        try:
-            plan = solve_ranks(layers, solver_budget, overhead_ms=table.overhead_ms)
-        except InfeasibleBudget as e:
-            raise InfeasibleBudget(f"budget {budget_ms:g} ms is below the fastest possible model on {profile.name}: "
-                                   f"{e.min_ms:.4g} ms ({table.source}, {profile.runtime}, {table.threads} thread(s)); "
-                                   f"raise --ms to at least {e.min_ms:.4g}", min_ms=e.min_ms) from None
-        small = deployable(ckpt.model, dict(plan.choices))
-        recalibrate_bn_(small, data.val_x)   # the truncated model's own BatchNorm statistics
-        say("exporting .pte (ExecuTorch, XNNPACK)")
-        pte = lower_to_pte(small, example)
-        measured = None
-        if profile.is_host:
-            say("measuring the exported model on this host")
-            measured = time_programs({"model": (pte, ckpt.input_shape)}, Protocol(threads=profile.threads))["model"].p50_ms
-        tries.append({"solver_budget_ms": solver_budget, "predicted_ms": plan.predicted_ms, "measured_ms": measured,
-                      "ranks": dict(plan.choices)})
-        if measured is None or measured <= budget_ms:
-            break
-        # Missed: tighten the solver's budget by the observed prediction error (plus 2%) and try again.
-        solver_budget = min(solver_budget - 1e-6, solver_budget * budget_ms / measured * 0.98)
-        if solver_budget <= table.overhead_ms + sum(min(o.latency_ms for o in l.options) for l in layers):
-            raise InfeasibleBudget(f"the fastest model measured {measured:.3f} ms on {profile.name}, above the "
-                                   f"{budget_ms:g} ms budget; raise --ms above {measured:.3f}", min_ms=measured)
-    else:
-        raise InfeasibleBudget(f"after {MAX_TRIES} tries the exported model still measured {measured:.3f} ms on "
-                               f"{profile.name}, above the {budget_ms:g} ms budget; raise --ms", min_ms=measured)
-
-    say("measuring held-out accuracy")
-    accuracy, loss = evaluate(small, data.test_x, data.test_y)
-    say("exporting .onnx and checking both exports against PyTorch")
-    onnx_bytes = export_onnx_bytes(small, example)
-    samples = data.test_x[:VERIFY_SAMPLES]
-    pte_error, onnx_error = compare_pte(pte, small, samples), compare_onnx(onnx_bytes, small, samples)
-
-    record = {
-        "schema_version": SCHEMA_VERSION,
-        "device": profile.name,
-        "budget_ms": budget_ms,
-        "predicted_ms": plan.predicted_ms,
-        "latency_source": table.source,
-        "measured_ms": tries[-1]["measured_ms"],
-        "ranks": dict(plan.choices),
-        "accuracy": accuracy,
-        "dense_accuracy": dense_accuracy,
-        "estimated_accuracy_drop": plan.penalty,
-        "test_loss": loss,
-        "runtime": profile.runtime,
-        "threads": table.threads,
-        "tries": tries,
-        "verification": {"pte_max_abs_error": pte_error, "onnx_max_abs_error": onnx_error,
-                         "samples": len(samples)},
-        "model": {"digest": ckpt.digest(), "arch": ckpt.arch["name"], "data": ckpt.data["name"],
-                  "test_samples": len(data.test_x)},
-        "artifacts": [],
-        "wall_time_s": None,
-    }
-    _write_outputs(out_dir, {"model.pte": pte, "model.onnx": onnx_bytes}, record, started)
-    return record
+    """One fit (see Fitter.fit)."""
+    return Fitter(ckpt, progress).fit(profile, budget_ms, out_dir)
 
 
-def _write_outputs(out_dir: Path, files: dict[str, bytes], record: dict, started: float) -> None:
+def write_outputs(out_dir: Path, files: dict[str, bytes], record: dict, record_name: str, started: float) -> None:
     """Write every file into a temporary sibling folder, then swap it in: all or nothing."""
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp"))
@@ -160,10 +237,28 @@ def _write_outputs(out_dir: Path, files: dict[str, bytes], record: dict, started
             record["artifacts"].append({"path": name, "format": Path(name).suffix[1:],
                                         "sha256": hashlib.sha256(blob).hexdigest(), "size_bytes": len(blob)})
         record["wall_time_s"] = round(time.perf_counter() - started, 2)
-        write_json_atomic(staging / "fit.json", record)
+        write_json_atomic(staging / record_name, record)
         if out_dir.exists():
             shutil.rmtree(out_dir)
         staging.rename(out_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def read_ranks(path: Path, ckpt: LoDCheckpoint) -> dict:
+    """Ranks from a fit.json (or any JSON with "ranks"), refused if made for another model."""
+    try:
+        record = json.loads(Path(path).read_text())
+        ranks = record["ranks"]
+    except FileNotFoundError:
+        raise UsageError(f"plan file {path} does not exist") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
+        raise UsageError(f"{path} is not a plan: expected a fit.json (JSON with \"ranks\")") from None
+    digest = record.get("model", {}).get("digest") if isinstance(record.get("model"), dict) else None
+    if digest and digest != ckpt.digest():
+        raise UsageError(f"plan {path} was made for another model (digest {digest}, this model is "
+                         f"{ckpt.digest()}); fit this model instead")
+    if not isinstance(ranks, dict):
+        raise UsageError(f"{path}: \"ranks\" must map layer names to ranks or \"dense\"")
+    return ranks

@@ -15,11 +15,11 @@ ATOL = 1e-3
 @torch.no_grad()
 def compare_pte(pte: bytes, module: nn.Module, inputs: torch.Tensor) -> float:
     """Max |ExecuTorch − eager| over ``inputs`` (batch-1 calls); raises ExportError beyond ATOL."""
-    with quiet():
+    with quiet():   # loading and the first call print cpuinfo lines from C++
         from executorch.runtime import Runtime
 
         method = Runtime.get().load_program(pte).load_method("forward")
-    worst = max(float((method.execute((x[None],))[0] - module(x[None])).abs().max()) for x in inputs)
+        worst = max(float((method.execute((x[None],))[0] - module(x[None])).abs().max()) for x in inputs)
     return _check("ExecuTorch .pte", worst)
 
 

@@ -7,6 +7,7 @@ whole model. Tables are JSON with a schema version and provenance, written atomi
 
 from __future__ import annotations
 
+import bisect
 import json
 import math
 import os
@@ -34,14 +35,18 @@ class LayerLatency:
         return self._interpolate(int(choice))
 
     def _interpolate(self, rank: int) -> float:
-        """Linear in rank between grid points (latency is close to linear in rank, notes §5)."""
+        """Linear in rank between grid points, extended past the ends by the nearest segment.
+
+        Latency is close to linear in rank (notes/toolchain.md §5); the grid stops at the break-even
+        rank, so ranks above it are extrapolated (they are slower than dense, and never chosen).
+        """
         ranks = sorted(self.rank_ms)
-        lo = max((r for r in ranks if r <= rank), default=ranks[0])
-        hi = min((r for r in ranks if r >= rank), default=ranks[-1])
-        if lo == hi:
-            return self.rank_ms[lo]
+        if len(ranks) == 1:
+            return self.rank_ms[ranks[0]]
+        i = min(max(bisect.bisect_left(ranks, rank), 1), len(ranks) - 1)   # the segment holding rank, or the nearest
+        lo, hi = ranks[i - 1], ranks[i]
         t = (rank - lo) / (hi - lo)
-        return self.rank_ms[lo] * (1 - t) + self.rank_ms[hi] * t
+        return max(0.0, self.rank_ms[lo] * (1 - t) + self.rank_ms[hi] * t)
 
 
 @dataclass

@@ -29,6 +29,8 @@ def assert_one_line_error(code, err, *words):
 
 @pytest.mark.parametrize("budget, words", [
     ("0", ["positive", "0"]),
+    ("10,,20", ["not a number"]),
+    ("10,-1", ["positive", "-1"]),
     ("-3", ["positive", "-3"]),
     ("abc", ["abc", "--ms"]),
     ("nan", ["positive"]),
@@ -99,15 +101,48 @@ def test_budget_below_fastest_model(capsys, tmp_path, tiny_checkpoint):
     assert not list(tmp_path.glob(".o*")), "staging folder left behind"
 
 
-@pytest.mark.parametrize("command", ["export"])
-def test_not_yet_commands_exit_2(capsys, command):
-    code, _, err = run(capsys, command)
-    assert code == 2
-    assert "not available yet" in err
-
-
-@pytest.mark.parametrize("command", ["devices", "train", "profile", "fit", "report"])
+@pytest.mark.parametrize("command", ["devices", "train", "profile", "fit", "export", "report"])
 def test_help_has_an_example(capsys, command):
     code, out, _ = run(capsys, command, "--help")
     assert code == 0
     assert "Example" in out and "maestro-edge" in out
+
+
+def test_table_for_another_model_is_refused(capsys, tmp_path, tiny_checkpoint):
+    from maestro_edge.devices.profile import find_profile
+    from maestro_edge.latency.profile import estimated_table
+    from maestro_edge.lod.checkpoint import LoDCheckpoint
+
+    table = estimated_table(LoDCheckpoint.load(tiny_checkpoint), find_profile("pixel7"))
+    table.model_digest = "0123456789abcdef"
+    table.save(tmp_path / "table.json")
+    code, _, err = run(capsys, "fit", "--device", "pixel7", "--ms", "20", "--model", str(tiny_checkpoint),
+                       "--table", str(tmp_path / "table.json"), "--out", str(tmp_path / "o"))
+    assert_one_line_error(code, err, "another model", "table.json")
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("content", ["{not json", "[]", "{\"schema_version\": 1, \"layers\": 3}"])
+def test_corrupt_table_is_refused(capsys, tmp_path, tiny_checkpoint, content):
+    (tmp_path / "table.json").write_text(content)
+    code, _, err = run(capsys, "fit", "--device", "pixel7", "--ms", "20", "--model", str(tiny_checkpoint),
+                       "--table", str(tmp_path / "table.json"), "--out", str(tmp_path / "o"))
+    assert_one_line_error(code, err, "table.json")
+    assert not (tmp_path / "o").exists()
+
+
+def test_plan_for_another_model_is_refused(capsys, tmp_path, tiny_checkpoint):
+    plan = tmp_path / "fit.json"
+    plan.write_text('{"ranks": {"features.1.0": 4}, "model": {"digest": "0123456789abcdef"}}')
+    code, _, err = run(capsys, "export", "--plan", str(plan), "--model", str(tiny_checkpoint), "--out", str(tmp_path / "o"))
+    assert_one_line_error(code, err, "another model")
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("content", ["", "{}", '{"ranks": {"no.such.layer": 4}}', '{"ranks": {"features.1.0": 0}}'])
+def test_bad_plan_is_refused(capsys, tmp_path, tiny_checkpoint, content):
+    plan = tmp_path / "plan.json"
+    plan.write_text(content)
+    code, _, err = run(capsys, "export", "--plan", str(plan), "--model", str(tiny_checkpoint), "--out", str(tmp_path / "o"))
+    assert_one_line_error(code, err)
+    assert not (tmp_path / "o").exists()

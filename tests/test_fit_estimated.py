@@ -1,0 +1,48 @@
+"""fit on devices that are not at hand (estimated latencies), several devices and budgets at once."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from maestro_edge.cli import main
+
+
+def run(capsys, *argv):
+    with pytest.raises(SystemExit) as exit_info:
+        main(list(argv))
+    out, err = capsys.readouterr()
+    return exit_info.value.code, out, err
+
+
+def test_sweep_over_devices_and_budgets(capsys, tmp_path, tiny_checkpoint):
+    code, out, err = run(capsys, "fit", "--device", "pixel7", "--device", "rpi5", "--ms", "0.055,0.5",
+                         "--model", str(tiny_checkpoint), "--out", str(tmp_path), "--json", "--quiet")
+    assert code == 0, err
+    records = json.loads(out)
+    assert [(r["device"], r["budget_ms"]) for r in records] == [
+        ("pixel7", 0.055), ("pixel7", 0.5), ("rpi5", 0.055), ("rpi5", 0.5)]
+    for r in records:
+        folder = tmp_path / f"{r['device']}-{r['budget_ms']:g}ms"
+        assert json.loads((folder / "fit.json").read_text()) == r
+        assert r["latency_source"] == "estimated" and r["measured_ms"] is None
+        assert r["predicted_ms"] <= r["budget_ms"]
+        assert {b["name"] for b in r["baselines"]} >= {"dense"}
+    tight, loose = records[2], records[3]   # rpi5: 0.055 ms binds this model, 0.5 ms does not
+    assert tight["predicted_ms"] < loose["predicted_ms"]
+    assert any(choice != "dense" for choice in tight["ranks"].values())
+
+
+def test_export_reproduces_a_fit(capsys, tmp_path, tiny_checkpoint):
+    code, out, err = run(capsys, "fit", "--device", "pixel7", "--ms", "0.05", "--model", str(tiny_checkpoint),
+                         "--out", str(tmp_path / "fit"), "--json", "--quiet")
+    assert code == 0, err
+    fitted = json.loads(out)
+    code, _, err = run(capsys, "export", "--plan", str(tmp_path / "fit" / "fit.json"), "--model", str(tiny_checkpoint),
+                       "--out", str(tmp_path / "exp"), "--quiet")
+    assert code == 0, err
+    exported = json.loads((tmp_path / "exp" / "export.json").read_text())
+    assert exported["ranks"] == fitted["ranks"]
+    assert exported["accuracy"] == pytest.approx(fitted["accuracy"])
+    assert (tmp_path / "exp" / "model.pte").stat().st_size > 0 and (tmp_path / "exp" / "model.onnx").stat().st_size > 0
