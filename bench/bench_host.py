@@ -80,6 +80,8 @@ def bench_sweep(ckpt, table, n_budgets: int, out: Path):
         record = fitter.fit(find_profile("host"), budget, out / f"{budget:g}", table=table)
         rows.append({"budget": budget, "predicted": record["predicted_ms"], "measured": record["measured_ms"],
                      "tries": len(record["tries"]), "accuracy": record["accuracy"],
+                     "estimated_drop": record["estimated_accuracy_drop"],
+                     "true_drop": record["dense_accuracy"] - record["accuracy"],
                      "uniform": next((b for b in record["baselines"] if b["name"] == "uniform-rank"), None),
                      "seconds": time.perf_counter() - started})
     return rows, fastest, dense
@@ -122,13 +124,15 @@ def main(argv=None):
     print(f"\nP2 budget sweep ({len(sweep)} budgets between the fastest plan {fastest:.4f} ms and dense {dense:.4f} ms, "
           f"predicted): measured/budget min {min(ratio):.3f}, max {max(ratio):.3f}; all <= 1.0: {max(ratio) <= 1.0}; "
           f"all >= 0.9: {min(ratio) >= 0.9}")
-    print("\n| budget ms | predicted ms | measured ms | measured/budget | tries | accuracy | uniform-rank accuracy (fraction) | fit s |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("\n| budget ms | predicted ms | measured ms | measured/budget | tries | accuracy | estimated / true accuracy drop "
+          "| uniform-rank accuracy (fraction) | fit s |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in sweep:
         u = r["uniform"]
         uniform = f"{u['accuracy']:.4f} ({u['fraction']:.2f})" if u else "none fits"
         print(f"| {r['budget']:.4f} | {r['predicted']:.4f} | {r['measured']:.4f} | {r['measured'] / r['budget']:.3f} | "
-              f"{r['tries']} | {r['accuracy']:.4f} | {uniform} | {r['seconds']:.0f} |")
+              f"{r['tries']} | {r['accuracy']:.4f} | {r['estimated_drop']:+.4f} / {r['true_drop']:+.4f} | {uniform} | "
+              f"{r['seconds']:.0f} |")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,40 @@
+"""Run every benchmark (P1-P7 of BENCHMARKS.md) one after another; ``--quick`` is the smoke mode CI runs.
+
+    python bench/run_all.py [--quick]
+
+Each benchmark is a separate process (so thread settings and imports do not leak between them) and
+prints its own markdown; this script stops at the first one that fails.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).parent
+
+
+def suite(quick: bool) -> list[list[str]]:
+    q = ["--quick"] if quick else []
+    return [
+        ["bench_solver.py", *q],                                     # P4
+        ["bench_estimator.py"],                                      # estimator vs published numbers
+        ["bench_host.py", *q],                                       # P1, P2, P5
+        ["bench_train_step.py", *(["--rounds", "3", "--warmup", "1", "--no-write"] if quick else [])],  # P6
+    ]
+
+
+def main() -> int:
+    quick = "--quick" in sys.argv[1:]
+    for script, *args in suite(quick):
+        print(f"\n## {script} {' '.join(args)}\n", flush=True)
+        result = subprocess.run([sys.executable, str(HERE / script), *args])
+        if result.returncode != 0:
+            print(f"{script} failed with exit code {result.returncode}", file=sys.stderr)
+            return result.returncode
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
