@@ -53,11 +53,18 @@ def devices(check, as_json):
     for p in profiles:
         click.echo(f"{p.name:<10} {p.runtime:<20} {p.threads:>7}  {p.transport:<9} {p.latency_source:<10} {p.description}")
     if check:
+        from maestro_edge.devices.transports import make_transport
+
         for p in profiles:
-            if p.transport == "local":
-                click.echo(f"{p.name}: reachable (this machine)")
-            else:
-                click.echo(f"{p.name}: not checked; ssh/adb transports need --host/--serial (see 'maestro-edge profile --help')")
+            options = {k: v for k, v in p.target.items() if k in ("host", "port", "identity", "serial")}
+            if p.transport == "ssh" and "host" not in options:
+                click.echo(f"{p.name}: not checked (no host in the profile's [target]; 'maestro-edge profile --host' works)")
+                continue
+            try:
+                with make_transport(p.transport, **options) as transport:
+                    click.echo(f"{p.name}: reachable: {transport.check()}")
+            except MaestroError as e:
+                click.echo(f"{p.name}: NOT reachable: {e}")
 
 
 @cli.command()
@@ -100,34 +107,47 @@ def train(arch, data_name, out, epochs, batch_size, lr, gl_lambda, sampler, seed
 
 @cli.command()
 @click.option("--device", required=True, help="Device name (see 'maestro-edge devices') or profile .toml path.")
+@click.option("--host", default=None, help="ssh target user@address (ssh devices; default: the profile's [target]).")
+@click.option("--port", type=click.IntRange(1, 65535), default=None, help="ssh port.")
+@click.option("--identity", type=click.Path(dir_okay=False), default=None, help="ssh private key file.")
+@click.option("--python", "python", default=None,
+              help="Python on the target that has the runtime (default python3), e.g. ~/venv/bin/python.")
+@click.option("--serial", default=None, help="adb device serial (adb devices).")
 @click.option("--model", "model_path", type=click.Path(path_type=Path), default=None,
               help="LoD checkpoint (default: the embedded model).")
-@click.option("--force", is_flag=True, help="Measure again even if a table is cached.")
+@click.option("--force", is_flag=True, help="Measure again from scratch, even if a table or a partial run exists.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
-def profile(device, model_path, force, quiet):
+def profile(device, host, port, identity, python, serial, model_path, force, quiet):
     """Measure per-layer latency of a model on a device and cache the table.
 
     \b
-    Example:
+    Every finished layer is saved as it is measured: an interrupted run resumes.
+    Examples:
       maestro-edge profile --device host
+      maestro-edge profile --device rpi5 --host pi@raspberrypi.local --python '~/venv/bin/python'
     """
     from maestro_edge.devices.profile import find_profile
-    from maestro_edge.latency.profile import measure_host_table
+    from maestro_edge.latency.remote import measure_device_table
     from maestro_edge.latency.table import cached_table_path
     from maestro_edge.lod.checkpoint import LoDCheckpoint
 
     prof = find_profile(device)
-    if not prof.is_host:
-        raise click.UsageError(f"profiling '{prof.name}' over {prof.transport} is not available yet; "
-                               "only --device host can be measured in this version")
+    target = {**prof.target, **{k: v for k, v in dict(host=host, port=port, identity=identity, python=python,
+                                                           serial=serial).items() if v is not None}}
+    if prof.transport == "ssh" and not target.get("host"):
+        raise click.UsageError(f"{prof.name} is reached over ssh: pass --host user@address "
+                               "(or set host in the profile's [target] table)")
     ckpt = LoDCheckpoint.load(model_path or DEFAULT_MODEL)
     path = cached_table_path(prof.name, ckpt.digest())
     if force:
         path.unlink(missing_ok=True)
+        path.with_suffix(".partial.jsonl").unlink(missing_ok=True)
     say = _echo_progress(quiet)
-    table = measure_host_table(ckpt, prof, table_path=path, progress=lambda what, i, n: say(f"[{i}/{n}] {what}"))
+    table = measure_device_table(ckpt, prof, table_path=path, progress=lambda what, i, n: say(f"[{i}/{n}] {what}"),
+                                 **target)
     click.echo(f"wrote {path}: {len(table.layers)} layers, overhead {table.overhead_ms:.3f} ms, "
-               f"full model {table.full_model_ms:.3f} ms (measured, {prof.runtime}, {table.threads} thread(s))")
+               f"full model {table.full_model_ms:.3f} ms (measured on {prof.name}, {prof.runtime}, "
+               f"{table.threads} thread(s))")
 
 
 def _budgets(ctx, param, value):

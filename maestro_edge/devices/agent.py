@@ -18,9 +18,12 @@ error messages work on a bare target. Expected errors print one line on stderr a
 
     python3 agent.py --manifest manifest.json --runtime onnxruntime --threads 1 \\
         --warmup 5 --rounds 7 --calls 10 [--out results.jsonl]
+    python3 agent.py --check --runtime onnxruntime --threads 1     # fingerprint only, runtime imported
 
 ``manifest.json``: ``{"probes": [{"name": ..., "file": ..., "input_shape": [1, 64, 8, 8]}, ...]}``,
-with files relative to the manifest's folder.
+with files relative to the manifest's folder. ``--manifest`` may also name a ``.zip`` bundle holding
+``manifest.json`` and the probe files (one transfer per batch instead of one per file); it is unpacked
+into a temporary folder beside the bundle and removed again when the agent ends.
 """
 
 from __future__ import annotations
@@ -30,8 +33,11 @@ import json
 import os
 import platform
 import random
+import shutil
 import sys
+import tempfile
 import time
+import zipfile
 
 RUNTIMES = ("onnxruntime", "executorch")
 SEED = 0
@@ -42,6 +48,20 @@ class AgentError(Exception):
 
 
 # ------------------------------------------------------------------------------------- manifest
+
+BUNDLE_MANIFEST = "manifest.json"
+
+
+def unpack_bundle(path: str) -> tuple[str, str]:
+    """(manifest path, temporary folder to remove) for a .zip bundle of manifest.json + probe files."""
+    folder = tempfile.mkdtemp(prefix=".bundle-", dir=os.path.dirname(os.path.abspath(path)))
+    try:
+        with zipfile.ZipFile(path) as bundle:
+            bundle.extractall(folder)   # extractall drops absolute paths and '..' from member names
+    except (OSError, zipfile.BadZipFile) as e:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise AgentError(f"bundle {path} cannot be unpacked ({e})") from None
+    return os.path.join(folder, BUNDLE_MANIFEST), folder
 
 
 def load_manifest(path: str) -> list[dict]:
@@ -227,7 +247,9 @@ def _count(minimum: int):
 
 def main(argv: list[str] | None = None) -> int:
     ap = _Parser(prog="agent.py", description="Time model probes on this machine (maestro-edge agent).")
-    ap.add_argument("--manifest", required=True)
+    ap.add_argument("--manifest", help="manifest.json, or a .zip bundle of manifest.json and the probe files")
+    ap.add_argument("--check", action="store_true",
+                    help="only import the runtime and print the fingerprint line (a cheap pre-flight check)")
     ap.add_argument("--runtime", required=True, choices=RUNTIMES)
     ap.add_argument("--threads", type=_count(1), default=1)
     ap.add_argument("--warmup", type=_count(0), default=5)
@@ -235,14 +257,27 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--calls", type=_count(1), default=10)
     ap.add_argument("--out", help="also append every output line to this file")
     ap.add_argument("--seed", type=int, default=SEED)
+    unpacked, out = None, None
     try:
         args = ap.parse_args(argv)
-        probes = load_manifest(args.manifest)
+        if args.check:
+            make_loader(args.runtime, args.threads)
+            _import("numpy", "numpy")
+            print(json.dumps({"fingerprint": fingerprint(args.runtime, args.threads)}), flush=True)
+            return 0
+        if not args.manifest:
+            raise AgentError("--manifest is required (or --check)")
+        manifest = args.manifest
+        if os.path.isfile(manifest) and zipfile.is_zipfile(manifest):
+            manifest, unpacked = unpack_bundle(manifest)
+        probes = load_manifest(manifest)
         load = make_loader(args.runtime, args.threads)
         np = _import("numpy", "numpy")
         out = open(args.out, "a", encoding="utf-8") if args.out else None
     except AgentError as e:
         print(f"agent: error: {e}", file=sys.stderr, flush=True)
+        if unpacked:
+            shutil.rmtree(unpacked, ignore_errors=True)
         return 2
 
     def emit(obj):
@@ -273,6 +308,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if out:
             out.close()
+        if unpacked:
+            shutil.rmtree(unpacked, ignore_errors=True)
     return 0
 
 

@@ -39,6 +39,7 @@ class DeviceProfile:
     hardware: dict = field(default_factory=dict)
     estimate: dict = field(default_factory=dict)
     provenance: dict = field(default_factory=dict)
+    target: dict = field(default_factory=dict)   # how to reach it: host/port/identity/python (ssh), serial (adb)
     path: str | None = None
 
     @property
@@ -85,8 +86,23 @@ class DeviceProfile:
             hardware=dict(data.get("hardware", {})),
             estimate=dict(data.get("estimate", {})),
             provenance=dict(data.get("provenance", {})),
+            target=_target(data.get("target", {}), source),
             path=source,
         )
+
+
+TARGET_KEYS = {"host": str, "port": int, "identity": str, "python": str, "serial": str}
+
+
+def _target(table, source: str) -> dict:
+    if not isinstance(table, dict):
+        raise ProfileError(f"device profile {source}: [target] must be a table")
+    for key, value in table.items():
+        kind = TARGET_KEYS.get(key)
+        if kind is None or not isinstance(value, kind):
+            raise ProfileError(f"device profile {source}: [target] {key} = {value!r} is not allowed; "
+                               f"keys: {', '.join(TARGET_KEYS)}")
+    return dict(table)
 
 
 def list_profiles() -> list[DeviceProfile]:

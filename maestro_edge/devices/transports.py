@@ -97,7 +97,9 @@ def _spawn(argv: list[str], timeout_s: float, *, stdin=subprocess.DEVNULL, stdou
     proc = subprocess.Popen(argv, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE, start_new_session=True)
     try:
         out, err = proc.communicate(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
+    except BaseException:
+        # A timeout, or Ctrl-C: the child sits in its own session, so nothing else would stop it
+        # (an ssh client left behind keeps the remote command alive and its channel open).
         try:
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
@@ -243,6 +245,8 @@ _SSH_ERRORS = [
      "or opt out of host-key checking (strict_host_key_checking=False)"),
     (r"Permission denied", "ssh authentication to {host} failed; install your key there (ssh-copy-id) "
      "or pass an identity file"),
+    (r"closed by remote host|Connection reset|Broken pipe|[Ll]ost connection|Connection closed",
+     "the connection to {where} was lost; is the target still up and sshd running?"),
 ]
 
 
@@ -336,6 +340,8 @@ class SshTransport(Transport):
         for pattern, message in _SSH_ERRORS:
             if re.search(pattern, stderr):
                 return "ssh: " + message.format(host=self.host, where=where)
+        if not stderr.strip():   # e.g. a multiplexed session whose master connection died
+            return f"ssh: the connection to {where} ended without a message; is the target still up and sshd running?"
         return f"ssh to {where} failed: {_last_line(stderr)}"
 
     def check(self) -> str:

@@ -1,31 +1,63 @@
-"""Build a LatencyTable: measured on the host (ExecuTorch, in process) or estimated from a profile.
+"""Build a LatencyTable: measured on a target (this host, or a remote one) or estimated from a profile.
 
-Measured tables are built layer by layer; each finished layer is appended to a journal beside the
-table, so an interrupted profile (Ctrl-C, kill -9) resumes where it stopped and loses nothing.
+Measured tables are built layer by layer by one implementation, :func:`measure_table`, whatever the
+target: a :class:`Timer` says how a batch of probe modules is timed there (in this process for the
+host, through a transport and the agent for a remote target, see latency/remote.py). Each finished
+layer is appended to a journal beside the table, so an interrupted profile (Ctrl-C, kill -9, a
+dropped connection) resumes where it stopped and loses nothing; the table itself is written
+atomically at the end and the journal deleted.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import platform
 import statistics
+import time
+from abc import ABC, abstractmethod
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
 import torch
+from torch import nn
 
 from maestro_edge._quiet import quiet
 from maestro_edge.devices.profile import DeviceProfile
-from maestro_edge.export.pte import lower_to_pte
 from maestro_edge.export.truncate import deployable
-from maestro_edge.latency.measure import Protocol, time_programs
+from maestro_edge.latency.measure import Protocol, Timing, time_programs
 from maestro_edge.latency.probes import DENSE, layer_input_shapes, layer_options, probe_module, probe_name
 from maestro_edge.latency.table import LatencyTable, LayerLatency, cached_table_path
 from maestro_edge.lod.checkpoint import LoDCheckpoint
 from maestro_edge.lod.layers import lod_layers
 
-Progress = Callable[[str, int, int], None]   # (what, done, total)
+Progress = Callable[[str, int, int], None]   # (what, done, total); `what` carries the ETA once known
+Modules = dict[str, tuple[nn.Module, tuple[int, ...]]]   # probe name -> (module, input shape)
+
+CALL = "call"
+PLANS = ("dense", "fastest", "half")
+
+
+class Timer(ABC):
+    """Times batches of probe modules on one target, in the target's runtime format."""
+
+    runtime: str          # the profile's runtime ("executorch-xnnpack" | "onnxruntime")
+
+    @abstractmethod
+    def fingerprint(self) -> dict:
+        """What machine and runtime produce the numbers (also keys the journal: no mixing of devices)."""
+
+    @abstractmethod
+    def time(self, modules: Modules, protocol: Protocol, kind: str) -> dict[str, Timing]:
+        """Export, run and time every module in one interleaved batch. ``kind``: "layer" or "model"."""
+
+    def provenance(self) -> dict:
+        """Extra provenance for the table (transport, interpreter, exporter...)."""
+        return {}
+
+
+# ------------------------------------------------------------------------------------------ host
 
 
 def fingerprint() -> dict:
@@ -42,48 +74,85 @@ def fingerprint() -> dict:
             "executorch": executorch.version.__version__}
 
 
+class HostTimer(Timer):
+    """This process, ExecuTorch runtime, XNNPACK-lowered .pte programs."""
+
+    runtime = "executorch-xnnpack"
+
+    def fingerprint(self) -> dict:
+        return fingerprint()
+
+    def time(self, modules: Modules, protocol: Protocol, kind: str) -> dict[str, Timing]:
+        from maestro_edge.export.pte import lower_to_pte
+
+        programs = {name: (lower_to_pte(module, (torch.zeros(shape),)), shape) for name, (module, shape) in modules.items()}
+        return time_programs(programs, protocol)
+
+    def provenance(self) -> dict:
+        return {"runtime_version": fingerprint()["executorch"], "probe_format": "pte (XNNPACK)"}
+
+
 def measure_host_table(ckpt: LoDCheckpoint, profile: DeviceProfile, protocol: Protocol | None = None,
                        table_path: Path | None = None, progress: Progress | None = None) -> LatencyTable:
     """Time every layer option and a few whole models on this machine; save and return the table."""
+    return measure_table(ckpt, profile, HostTimer(), protocol, table_path, progress)
+
+
+# ------------------------------------------------------------------------------- one implementation
+
+
+def measure_table(ckpt: LoDCheckpoint, profile: DeviceProfile, timer: Timer, protocol: Protocol | None = None,
+                  table_path: Path | None = None, progress: Progress | None = None) -> LatencyTable:
+    """Measure every layer option on ``timer``'s target (resumable), calibrate, save atomically, return.
+
+    Per layer: every option of ``layer_options(layer)`` plus a trivial call probe, timed in one
+    interleaved batch; the call probe's p50 is subtracted from each option (a whole model pays the
+    per-call cost once; it goes to the overhead term). Finished layers go to the journal
+    ``<table>.partial.jsonl``; a rerun with the same model, runtime, threads, protocol and device
+    fingerprint skips them (records made under another setup, and a line cut short by a kill, are
+    ignored). Then three whole models (dense / fastest / half plans) give ``overhead_ms``.
+    """
     protocol = protocol or Protocol(threads=profile.threads)
     digest = ckpt.digest()
-    table_path = table_path or cached_table_path(profile.name, digest)
-    journal = table_path.with_suffix(".partial.jsonl")
-    done = _read_journal(journal, digest)
+    table_path = Path(table_path or cached_table_path(profile.name, digest))
+    journal = journal_path(table_path)
+    device = timer.fingerprint()
+    setup = _canonical({"model_digest": digest, "runtime": profile.runtime, "threads": protocol.threads,
+                        "protocol": protocol.to_dict(), "fingerprint": device})
+    done = read_journal(journal, setup)
     layers = lod_layers(ckpt.model)
     shapes = layer_input_shapes(ckpt.model, ckpt.input_shape)
     total = len(layers) + 1
+    eta = Eta(total - sum(name in done for name in layers))
     for index, (name, layer) in enumerate(layers.items()):
-        if progress:
-            progress(f"layer {name}", index, total)
         if name in done:
+            if progress:
+                progress(f"layer {name}: measured before (journal)", index, total)
             continue
-        shape = shapes[name]
-        programs = {probe_name(name, c): (lower_to_pte(probe_module(layer, c), (torch.zeros(shape),)), shape)
-                    for c in layer_options(layer)}
-        programs[CALL] = _call_probe()
-        timings = time_programs(programs, protocol)
-        # Every probe pays the runtime's per-call cost, which a whole model pays once: subtract the
-        # cost of an empty-ish call timed in the same rounds, and leave it to the overhead term.
-        call_ms = timings[CALL].p50_ms
-        entry = {str(c): _minus(timings[probe_name(name, c)].to_dict(), call_ms) for c in layer_options(layer)}
-        entry[CALL] = timings[CALL].to_dict()
-        _append_journal(journal, digest, name, entry)
+        modules = {probe_name(name, c): (probe_module(layer, c), shapes[name]) for c in layer_options(layer)}
+        modules[CALL] = call_probe()
+        if progress:
+            progress(f"layer {name}: {len(modules)} probes{eta.text()}", index, total)
+        started = time.monotonic()
+        timings = timer.time(modules, protocol, "layer")
+        entry = layer_entry(name, layer, timings)
+        append_journal(journal, setup, name, entry)
         done[name] = entry
+        eta.finished(time.monotonic() - started)
     if progress:
-        progress("whole models", len(layers), total)
-    table_layers = {
-        name: LayerLatency(dense_ms=entry[DENSE]["p50_ms"],
-                           rank_ms={int(c): t["p50_ms"] for c, t in entry.items() if c not in (DENSE, CALL)},
-                           spread={c: t["p90_ms"] - t["p50_ms"] for c, t in entry.items()})
-        for name, entry in done.items()
-    }
+        progress(f"whole models ({', '.join(PLANS)} plans){eta.text()}", len(layers), total)
+    table_layers = {name: layer_latency(done[name]) for name in layers}
     table = LatencyTable(device=profile.name, model_digest=digest, source="measured", runtime=profile.runtime,
                          threads=protocol.threads, overhead_ms=0.0, layers=table_layers)
-    table.overhead_ms, table.full_model_ms, calibration = _calibrate_overhead(ckpt, table, protocol)
+    overhead_ms, table.full_model_ms, calibration = calibrate_overhead(ckpt, table, timer, protocol)
+    # Noise can put a whole model below the sum of its parts; a negative overhead would make every
+    # prediction optimistic (and the table invalid): clamp it, and keep the raw value in provenance.
+    table.overhead_ms = max(0.0, overhead_ms)
     table.provenance = {"measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                        "fingerprint": fingerprint(), "protocol": protocol.to_dict(),
-                        "statistic": "median of round medians", "calibration": calibration}
+                        "fingerprint": device, "runtime": profile.runtime, **timer.provenance(),
+                        "threads": protocol.threads, "protocol": protocol.to_dict(),
+                        "statistic": "median of round medians", "call_overhead": "subtracted per layer",
+                        "calibration": calibration, "overhead_raw_ms": overhead_ms}
     table.save(table_path)
     journal.unlink(missing_ok=True)
     if progress:
@@ -91,12 +160,23 @@ def measure_host_table(ckpt: LoDCheckpoint, profile: DeviceProfile, protocol: Pr
     return table
 
 
-CALL = "call"
-
-
-def _call_probe() -> tuple[bytes, tuple[int, ...]]:
+def call_probe() -> tuple[nn.Module, tuple[int, ...]]:
     """A one-weight Linear: what a runtime call costs with (almost) no work in it."""
-    return lower_to_pte(torch.nn.Linear(1, 1), (torch.zeros(1, 1),)), (1, 1)
+    return nn.Linear(1, 1).eval(), (1, 1)
+
+
+def layer_entry(name: str, layer, timings: dict[str, Timing]) -> dict:
+    """Journal entry for one layer: option -> timing dict, less the call cost; plus the call itself."""
+    call_ms = timings[CALL].p50_ms
+    entry = {str(c): _minus(timings[probe_name(name, c)].to_dict(), call_ms) for c in layer_options(layer)}
+    entry[CALL] = timings[CALL].to_dict()
+    return entry
+
+
+def layer_latency(entry: dict) -> LayerLatency:
+    return LayerLatency(dense_ms=entry[DENSE]["p50_ms"],
+                        rank_ms={int(c): t["p50_ms"] for c, t in entry.items() if c not in (DENSE, CALL)},
+                        spread={c: t["p90_ms"] - t["p50_ms"] for c, t in entry.items()})
 
 
 def _minus(timing: dict, call_ms: float) -> dict:
@@ -104,17 +184,20 @@ def _minus(timing: dict, call_ms: float) -> dict:
     return {**timing, **{k: max(0.0, timing[k] - call_ms) for k in ("p50_ms", "p90_ms", "min_ms")}}
 
 
-def _calibrate_overhead(ckpt, table, protocol) -> tuple[float, float, list]:
-    """Whole-model time minus the sum of its layers, at three plans: the non-additive part."""
+def calibration_plans(ckpt: LoDCheckpoint, table: LatencyTable) -> dict[str, dict]:
     layers = lod_layers(ckpt.model)
-    plans = {
+    return {
         "dense": {n: DENSE for n in layers},
         "fastest": {n: min(layer_options(l), key=lambda c: table.layers[n].option_ms(c)) for n, l in layers.items()},
         "half": {n: layer_options(l)[len(layer_options(l)) // 2 - 1] for n, l in layers.items()},
     }
-    x = (torch.zeros(ckpt.input_shape),)
-    programs = {name: (lower_to_pte(deployable(ckpt.model, plan), x), ckpt.input_shape) for name, plan in plans.items()}
-    timings = time_programs(programs, protocol)
+
+
+def calibrate_overhead(ckpt: LoDCheckpoint, table: LatencyTable, timer: Timer, protocol: Protocol) -> tuple[float, float, list]:
+    """Whole-model time minus the sum of its layers, at three plans: the non-additive part."""
+    plans = calibration_plans(ckpt, table)
+    modules = {name: (deployable(ckpt.model, plan), ckpt.input_shape) for name, plan in plans.items()}
+    timings = timer.time(modules, protocol, "model")
     calibration = [{"plan": name, "measured_ms": timings[name].p50_ms,
                     "sum_of_layers_ms": sum(table.layers[n].option_ms(c) for n, c in plan.items())}
                    for name, plan in plans.items()]
@@ -122,24 +205,79 @@ def _calibrate_overhead(ckpt, table, protocol) -> tuple[float, float, list]:
     return overhead, timings["dense"].p50_ms, calibration
 
 
-def _read_journal(journal: Path, digest: str) -> dict:
+# --------------------------------------------------------------------------------------- journal
+
+
+def journal_path(table_path: Path) -> Path:
+    return Path(table_path).with_suffix(".partial.jsonl")
+
+
+def _canonical(obj):
+    """``obj`` as it reads back from JSON (tuples become lists), so setups compare equal."""
+    return json.loads(json.dumps(obj, sort_keys=True))
+
+
+def read_journal(journal: Path, setup: dict) -> dict:
+    """layer -> entry for every complete record made under ``setup`` (later records win)."""
     done = {}
     if journal.is_file():
-        for line in journal.read_text().splitlines():
+        for line in journal.read_text(errors="replace").splitlines():
             try:
                 record = json.loads(line)
-            except json.JSONDecodeError:
-                continue   # a line cut short by a kill: that layer is measured again
-            if record.get("model_digest") == digest:
-                done[record["layer"]] = record["timings"]
+                if record.get("setup") == setup:
+                    done[record["layer"]] = record["timings"]
+            except (json.JSONDecodeError, AttributeError, KeyError, TypeError):
+                continue   # a line cut short by a kill (or not ours): that layer is measured again
     return done
 
 
-def _append_journal(journal: Path, digest: str, layer: str, timings: dict) -> None:
+def append_journal(journal: Path, setup: dict, layer: str, timings: dict) -> None:
+    """Append one record as one write of one line, synced; first end a line a kill left unfinished."""
     journal.parent.mkdir(parents=True, exist_ok=True)
-    with open(journal, "a") as f:
-        f.write(json.dumps({"model_digest": digest, "layer": layer, "timings": timings}) + "\n")
-        f.flush()
+    line = json.dumps({"setup": setup, "model_digest": setup["model_digest"], "layer": layer,
+                       "timings": timings}) + "\n"
+    fd = os.open(journal, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            line = "\n" + line
+        os.write(fd, line.encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# ------------------------------------------------------------------------------------------- ETA
+
+
+class Eta:
+    """Time left from the mean wall time of the steps finished in this run (skipped ones excluded)."""
+
+    def __init__(self, steps: int):
+        self.left, self.times = steps, []
+
+    def finished(self, seconds: float) -> None:
+        self.times.append(seconds)
+        self.left -= 1
+
+    def seconds(self) -> float | None:
+        return statistics.mean(self.times) * self.left if self.times else None
+
+    def text(self) -> str:
+        s = self.seconds()
+        return "" if s is None else f" (ETA {format_duration(s)})"
+
+
+def format_duration(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+# ------------------------------------------------------------------------------------- estimated
 
 
 def estimated_table(ckpt: LoDCheckpoint, profile: DeviceProfile) -> LatencyTable:

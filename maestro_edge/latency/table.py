@@ -90,7 +90,10 @@ class LatencyTable:
         return table
 
     def save(self, path: str | Path) -> None:
-        write_json_atomic(path, self.to_dict())
+        """Validate (what load() would refuse is never written), then write atomically."""
+        data = self.to_dict()
+        LatencyTable.from_dict(json.loads(json.dumps(data)), source=str(path))
+        write_json_atomic(path, data)
 
     @classmethod
     def load(cls, path: str | Path) -> "LatencyTable":

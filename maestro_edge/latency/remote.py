@@ -1,0 +1,345 @@
+"""Measure a LatencyTable on a remote target: probes exported here, timed there by the agent.
+
+Same table, same journal, same call-cost subtraction and calibration as the host path (all of that
+is :func:`maestro_edge.latency.profile.measure_table`); only the :class:`RemoteTimer` differs:
+
+1. once per run: push ``devices/agent.py`` and run ``<python> agent.py --check`` there: the runtime
+   imports, and the target's fingerprint (which keys the journal) comes back;
+2. per layer: export every probe in the target's runtime format (``onnxruntime`` → .onnx,
+   ``executorch-xnnpack`` → .pte), zip them with a manifest, push the one bundle, run the agent on it
+   with the protocol's threads/warm-up/rounds/calls and a timeout sized from the protocol, and parse
+   its JSON lines; timings are summarised here from the round medians (:func:`summarize`, the host
+   path's statistic), not taken from the agent's own p50/p90;
+3. the three whole models of the calibration, the same way, in one more agent run.
+
+Every command is an argument list; the transports quote each argument for the remote shell, so no
+shell string is ever built from user input (host names, paths, the interpreter).
+
+ONNX probes use the TorchScript exporter (``dynamo=False``, opset 18): over the 46 probes of the
+default model it took 1.3 s against 34 s for the dynamo exporter, with bit-identical onnxruntime
+outputs, the same node types (except that a bias-free Linear is ``MatMul`` instead of a bias-less
+``Gemm``) and the same onnxruntime time within noise (median ratio 0.99). If that exporter fails
+(it is deprecated), the dynamo exporter is used. Whole models (calibration) use the dynamo exporter,
+as ``fit`` does for the .onnx it ships.
+
+Android over adb (not implemented: :func:`measure_remote_table` refuses an AdbTransport). A phone
+has no Python, so the agent cannot run there; the design is to use an ExecuTorch runner binary that
+the user builds for the phone with the event tracer (``executor_runner``, CMake
+``-DEXECUTORCH_BUILD_DEVTOOLS=ON -DEXECUTORCH_ENABLE_EVENT_TRACER=ON``, XNNPACK backend). Per layer:
+push the .pte probes (the runner once per run), and for each probe run
+``executor_runner --model_path P.pte --num_executions N --etdump_path P.etdp`` (warm-up runs first,
+rounds interleaved by calling the probes in a shuffled order per round, as the agent does), pull each
+ETDump and read the per-execution ``Method::execute`` times with ``executorch.devtools.Inspector`` on
+this side; summarise the round medians with :func:`summarize` and hand them to ``measure_table`` as a
+Timer, so the journal, subtraction, calibration and table format stay the same. The fingerprint
+would come from ``getprop`` (``ro.product.model``, ``ro.soc.model``, ``ro.build.fingerprint``) plus
+the runner's sha256.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import posixpath
+import secrets
+import sys
+import tempfile
+import warnings
+import zipfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from maestro_edge._quiet import quiet
+from maestro_edge.devices.profile import DeviceProfile
+from maestro_edge.devices.transports import AdbTransport, LocalTransport, SshTransport, Transport, make_transport
+from maestro_edge.errors import ExportError, ProfileError, TransportError, UsageError
+from maestro_edge.latency.measure import Protocol, Timing, summarize
+from maestro_edge.latency.profile import Modules, Progress, Timer, measure_table
+from maestro_edge.latency.table import LatencyTable
+from maestro_edge.lod.checkpoint import LoDCheckpoint
+
+AGENT = Path(__file__).resolve().parents[1] / "devices" / "agent.py"
+AGENT_RUNTIMES = {"onnxruntime": "onnxruntime", "executorch-xnnpack": "executorch"}   # profile -> agent
+SUFFIX = {"onnxruntime": ".onnx", "executorch-xnnpack": ".pte"}
+
+# Timeouts are upper bounds that only stop a hung target; they are not tuned to any device.
+STARTUP_S = 180.0          # interpreter + runtime import (executorch: ~5 s on the host, far more on a Pi) + loading
+CHECK_TIMEOUT_S = 180.0    # the pre-flight `agent.py --check` (imports the runtime)
+SLOWEST_GFLOPS = 1.0       # below any target worth profiling (one Cortex-A53 core runs fp32 XNNPACK at a few GFLOP/s)
+CALL_FLOOR_MS = 2.0        # per-call cost assumed on top of the arithmetic
+SAFETY = 3.0
+
+
+def measure_remote_table(ckpt: LoDCheckpoint, profile: DeviceProfile, transport: Transport,
+                         protocol: Protocol | None = None, table_path: Path | None = None,
+                         progress: Progress | None = None, python: str = "python3") -> LatencyTable:
+    """Measure ``ckpt``'s layer options on the target behind ``transport``; save and return the table.
+
+    ``python`` is the interpreter on the target that has the profile's runtime installed
+    (``onnxruntime``, or ``executorch`` + torch): a command name looked up on the target's PATH
+    (``python3``), an absolute path, or — over ssh — a path relative to the login's home
+    (``venv/bin/python``; ``~/venv/bin/python`` means the same). Resumable exactly like the host path:
+    a rerun after a kill or a TransportError skips the layers already in the journal. The caller owns
+    ``transport`` (and closes it); the run removes its bundle from the target's workdir when it ends.
+    """
+    if isinstance(transport, AdbTransport):
+        raise UsageError("profiling over adb is not available yet: a phone has no Python for the agent "
+                         "(an ExecuTorch runner binary is needed; see maestro_edge/latency/remote.py)")
+    if profile.runtime not in AGENT_RUNTIMES:
+        raise ProfileError(f"device profile {profile.name}: runtime {profile.runtime!r} cannot be measured remotely; "
+                           f"expected one of {', '.join(AGENT_RUNTIMES)}")
+    protocol = protocol or Protocol(threads=profile.threads)
+    timer = RemoteTimer(transport, profile.runtime, protocol.threads, python)
+    try:
+        return measure_table(ckpt, profile, timer, protocol, table_path, progress)
+    except TransportError as e:
+        if not timer.started:   # failed before measuring anything: nothing to resume
+            raise
+        raise TransportError(f"{e} (layers measured so far are kept; run the profile again to resume)") from None
+    finally:
+        timer.cleanup()
+
+
+def measure_device_table(ckpt: LoDCheckpoint, profile: DeviceProfile, *, host: str | None = None,
+                         port: int | None = None, identity: str | None = None, serial: str | None = None,
+                         python: str | None = None, protocol: Protocol | None = None,
+                         table_path: Path | None = None, progress: Progress | None = None) -> LatencyTable:
+    """Measure on whatever ``profile`` names: the CLI's one entry point for ``maestro-edge profile``.
+
+    A local ExecuTorch profile is timed in this process (:func:`measure_host_table`); a local
+    onnxruntime profile through the agent in a subprocess (``python`` defaults to this interpreter);
+    an ssh profile on ``host`` (``port``, ``identity`` optional; ``python`` defaults to ``python3``).
+    The transport is opened and closed here.
+    """
+    from maestro_edge.latency.profile import measure_host_table
+
+    ssh_only = {"--host": host, "--port": port, "--identity": identity}
+    if profile.transport != "ssh" and any(v is not None for v in ssh_only.values()):
+        flags = ", ".join(k for k, v in ssh_only.items() if v is not None)
+        raise UsageError(f"{flags}: only for ssh devices; {profile.name} is reached over {profile.transport}")
+    if profile.transport != "adb" and serial is not None:
+        raise UsageError(f"--serial: only for adb devices; {profile.name} is reached over {profile.transport}")
+    if profile.is_host:
+        if profile.runtime == "executorch-xnnpack" and python is None:
+            return measure_host_table(ckpt, profile, protocol, table_path, progress)
+        with LocalTransport() as t:
+            return measure_remote_table(ckpt, profile, t, protocol, table_path, progress, python or sys.executable)
+    options = {k: v for k, v in (("port", port), ("identity", identity)) if v is not None}
+    with make_transport(profile.transport, host=host, serial=serial, **options) as t:
+        return measure_remote_table(ckpt, profile, t, protocol, table_path, progress, python or "python3")
+
+
+# ----------------------------------------------------------------------------------------- timer
+
+
+class RemoteTimer(Timer):
+    """Times probe batches on a target through ``transport`` with the agent script."""
+
+    def __init__(self, transport: Transport, runtime: str, threads: int, python: str = "python3"):
+        if runtime not in AGENT_RUNTIMES:
+            raise UsageError(f"runtime {runtime!r} cannot be measured remotely; expected one of {', '.join(AGENT_RUNTIMES)}")
+        self.transport, self.runtime, self.threads = transport, runtime, threads
+        self.python = interpreter(transport, python)
+        self.python_given = python
+        self._fingerprint: dict | None = None
+        self._bundle = f"probes-{secrets.token_hex(4)}.zip"   # one per run: two runs on one target never collide
+        self.agent_runs = 0
+
+    # -- remote paths and commands (argument lists, never shell strings)
+
+    def _path(self, name: str) -> str:
+        return posixpath.join(self.transport.workdir(), name)
+
+    def agent_argv(self, *args: str) -> list[str]:
+        return [self.python, self._path("agent.py"), "--runtime", AGENT_RUNTIMES[self.runtime],
+                "--threads", str(self.threads), *args]
+
+    def _run_agent(self, args: list[str], timeout_s: float, what: str):
+        self.agent_runs += 1
+        result = self.transport.run(self.agent_argv(*args), timeout_s)
+        if result.returncode != 0:
+            raise TransportError(self._explain(result, what))
+        return result
+
+    def _explain(self, result, what: str) -> str:
+        target = target_name(self.transport)
+        lines = [l.strip() for l in result.stderr.splitlines() if l.strip()]
+        agent_lines = [l for l in lines if l.startswith("agent: error:")]
+        if result.returncode in (126, 127):   # the shell's "not found" / "not executable"
+            return (f"the interpreter {self.python_given!r} cannot be run on {target} ({lines[-1] if lines else 'not found'}); "
+                    "pass the python that has the runtime installed (--python /path/to/python)")
+        if agent_lines:
+            line = agent_lines[-1][len("agent: error:"):].strip()
+            hint = ("; pass the python that has it (--python /path/to/venv/bin/python)"
+                    if "is not installed" in line else "")
+            return f"the agent failed on {target} while {what}: {line}{hint}"
+        last = lines[-1] if lines else "no error output"
+        return f"the agent exited with code {result.returncode} on {target} while {what}: {last}"
+
+    @property
+    def started(self) -> bool:
+        """Whether the pre-flight check passed (the agent is on the target and its runtime loads)."""
+        return self._fingerprint is not None
+
+    # -- the Timer interface
+
+    def fingerprint(self) -> dict:
+        if self._fingerprint is None:
+            self.transport.push(AGENT, "agent.py")
+            result = self._run_agent(["--check"], CHECK_TIMEOUT_S, "checking the runtime")
+            self._fingerprint = self._parse_fingerprint(result.stdout)
+        return self._fingerprint
+
+    def _parse_fingerprint(self, stdout: str) -> dict:
+        for line in stdout.splitlines():
+            if line.startswith("{"):
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if isinstance(record, dict) and isinstance(record.get("fingerprint"), dict):
+                    return record["fingerprint"]
+        raise TransportError(f"the agent on {target_name(self.transport)} printed no fingerprint; "
+                             "is the target's python a CPython 3.8+?")
+
+    def time(self, modules: Modules, protocol: Protocol, kind: str) -> dict[str, Timing]:
+        expected = self.fingerprint()
+        names = list(modules)
+        with tempfile.TemporaryDirectory(prefix="maestro-probes-") as tmp:
+            bundle = Path(tmp) / "bundle.zip"
+            work_ms = self._write_bundle(bundle, modules, kind)
+            self.transport.push(bundle, self._bundle)
+        args = ["--manifest", self._path(self._bundle), "--warmup", str(protocol.warmup),
+                "--rounds", str(protocol.rounds), "--calls", str(protocol.calls), "--seed", str(protocol.seed)]
+        what = f"timing {len(names)} {'probes' if kind == 'layer' else 'whole models'}"
+        result = self._run_agent(args, agent_timeout_s(protocol, work_ms), what)
+        try:
+            from maestro_edge.devices.agent import parse_output
+
+            fingerprint, lines = parse_output(result.stdout)
+        except (ValueError, KeyError, TypeError):
+            raise TransportError(f"the agent's output on {target_name(self.transport)} is not the expected "
+                                 "JSON lines; is the agent up to date?") from None
+        if fingerprint != expected:
+            raise TransportError(f"the target {target_name(self.transport)} changed during profiling "
+                                 "(another device or runtime answers); profile again")
+        by_name = {line.get("probe"): line for line in lines}
+        missing = [n for n in names if n not in by_name]
+        if missing:
+            raise TransportError(f"the agent on {target_name(self.transport)} returned no timing for "
+                                 f"{', '.join(missing[:3])}")
+        try:
+            return {n: summarize([float(v) for v in by_name[n]["round_medians_ms"]]) for n in names}
+        except (KeyError, TypeError, ValueError):
+            raise TransportError(f"the agent on {target_name(self.transport)} returned malformed timings") from None
+
+    def _write_bundle(self, bundle: Path, modules: Modules, kind: str) -> list[float]:
+        """Export every module into a zip with manifest.json; returns a per-call upper bound (ms) each."""
+        probes, work_ms = [], []
+        with zipfile.ZipFile(bundle, "w", zipfile.ZIP_STORED) as z:
+            for i, (name, (module, shape)) in enumerate(modules.items()):
+                file = f"p{i}{SUFFIX[self.runtime]}"
+                z.writestr(file, export_probe(module, shape, self.runtime, kind))
+                probes.append({"name": name, "file": file, "input_shape": list(shape)})
+                work_ms.append(call_bound_ms(module, shape))
+            z.writestr("manifest.json", json.dumps({"probes": probes}))
+        return work_ms
+
+    def provenance(self) -> dict:
+        fp = self._fingerprint or {}
+        return {"runtime_version": fp.get("runtime_version", "unknown"), "transport": self.transport.name,
+                "target": target_name(self.transport), "python": self.python_given,
+                "probe_format": ("onnx: TorchScript exporter (opset 18) per layer, dynamo exporter for whole models"
+                                 if self.runtime == "onnxruntime" else "pte (XNNPACK)")}
+
+    def cleanup(self) -> None:
+        """Remove this run's bundle on the target (best effort: the connection may be gone)."""
+        try:
+            self.transport.run(["rm", "-f", "--", self._path(self._bundle)], 30)
+        except (TransportError, UsageError, OSError):
+            pass
+
+
+# --------------------------------------------------------------------------------------- helpers
+
+
+def interpreter(transport: Transport, python: str) -> str:
+    """The argv[0] that runs ``python`` on the target (``~/`` made relative to the ssh login's home)."""
+    if not isinstance(python, str) or not python.strip() or "\0" in python or "\n" in python:
+        raise UsageError(f"the remote python must be a command or path, got {python!r}")
+    if python.startswith("-"):
+        raise UsageError(f"the remote python {python!r} starts with '-'; give a command or a path")
+    if python.startswith("~/"):
+        if isinstance(transport, SshTransport):
+            return python[2:]            # ssh runs the command in the login's home
+        if isinstance(transport, LocalTransport):
+            return str(Path(python).expanduser())
+    return python
+
+
+def target_name(transport: Transport) -> str:
+    return getattr(transport, "host", None) or getattr(transport, "serial", None) or transport.name
+
+
+def export_probe(module: nn.Module, shape: tuple[int, ...], runtime: str, kind: str = "layer") -> bytes:
+    """``module`` in the runtime's file format (see the module docstring for the exporter choice)."""
+    example = (torch.zeros(shape),)
+    if runtime == "executorch-xnnpack":
+        from maestro_edge.export.pte import lower_to_pte
+
+        return lower_to_pte(module, example)
+    from maestro_edge.export.onnx_export import export_onnx_bytes
+
+    if kind == "layer":
+        try:
+            return _legacy_onnx_bytes(module, example)
+        except Exception:   # deprecated exporter gone or failing: the dynamo exporter is the reference
+            pass
+    return export_onnx_bytes(module, example)
+
+
+def _legacy_onnx_bytes(module: nn.Module, example: tuple[torch.Tensor, ...]) -> bytes:
+    buffer = io.BytesIO()
+    with quiet(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module.eval(), example, buffer, dynamo=False, opset_version=18,
+                          input_names=["input"], output_names=["output"])
+    data = buffer.getvalue()
+    if not data:
+        raise ExportError("the TorchScript ONNX exporter wrote nothing")
+    return data
+
+
+@torch.no_grad()
+def macs(module: nn.Module, shape: tuple[int, ...]) -> int:
+    """Multiply-accumulates of one forward pass through the module's Conv2d and Linear layers."""
+    total, hooks = [0], []
+
+    def count(m, args, out):
+        if isinstance(m, nn.Conv2d):
+            total[0] += out.numel() * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
+        elif isinstance(m, nn.Linear):
+            total[0] += out.numel() * m.in_features
+
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            hooks.append(m.register_forward_hook(count))
+    try:
+        module.eval()(torch.zeros(shape))
+    finally:
+        for h in hooks:
+            h.remove()
+    return total[0]
+
+
+def call_bound_ms(module: nn.Module, shape: tuple[int, ...]) -> float:
+    """A generous upper bound on one call's time on any target worth profiling."""
+    return CALL_FLOOR_MS + 2 * macs(module, shape) / (SLOWEST_GFLOPS * 1e9) * 1e3
+
+
+def agent_timeout_s(protocol: Protocol, call_ms: list[float]) -> float:
+    """Timeout for one agent run: start-up plus every call the protocol makes, at the bound, x SAFETY."""
+    calls = protocol.warmup + protocol.rounds * protocol.calls + 1   # +1: the agent's load check
+    return STARTUP_S + SAFETY * calls * sum(call_ms) / 1e3

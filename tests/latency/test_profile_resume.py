@@ -1,0 +1,145 @@
+"""measure_table with a scripted Timer: journal, resume, call-cost subtraction, ETA (no runtime, no device)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from maestro_edge.devices.profile import DeviceProfile
+from maestro_edge.errors import TransportError
+from maestro_edge.latency.measure import QUICK, Timing
+from maestro_edge.latency.probes import DENSE, layer_options
+from maestro_edge.latency.profile import (CALL, Eta, Timer, append_journal, format_duration, journal_path,
+                                          measure_table, read_journal)
+from maestro_edge.latency.table import LatencyTable
+from maestro_edge.lod.checkpoint import LoDCheckpoint
+from maestro_edge.lod.layers import lod_layers
+
+PROFILE = DeviceProfile.from_dict({"schema_version": 1, "name": "fake", "runtime": "onnxruntime", "threads": 1,
+                                   "precision": "fp32", "transport": "ssh", "latency_source": "measured"})
+CALL_MS = 0.01
+
+
+class ScriptedTimer(Timer):
+    """Deterministic timings (a function of the probe name and a per-run offset); fails on request."""
+
+    runtime = "onnxruntime"
+
+    def __init__(self, offset=0.0, fail_at_batch=None, device="box", model_ms=50.0):
+        self.offset, self.fail_at_batch, self.device, self.batches = offset, fail_at_batch, device, []
+        self.model_ms = model_ms
+
+    def fingerprint(self):
+        return {"machine": self.device, "runtime": "onnxruntime"}
+
+    def time(self, modules, protocol, kind):
+        if self.fail_at_batch is not None and len(self.batches) == self.fail_at_batch:
+            raise TransportError("ssh to box failed: Connection closed by remote host.")
+        self.batches.append((kind, list(modules)))
+        out = {}
+        for name in modules:
+            if name == CALL:
+                ms = CALL_MS
+            elif kind == "model":
+                ms = self.model_ms
+            else:
+                choice = name.rsplit("@", 1)[-1]
+                ms = 0.2 + (0.0 if choice == DENSE else int(choice) * 0.001) + self.offset
+            out[name] = Timing(ms, ms * 1.1, ms * 0.9, protocol.rounds)
+        return out
+
+
+@pytest.fixture(scope="module")
+def ckpt(tiny_checkpoint):
+    return LoDCheckpoint.load(tiny_checkpoint)
+
+
+def test_measures_every_option_and_subtracts_the_call(ckpt, tmp_path):
+    path, messages = tmp_path / "t.json", []
+    timer = ScriptedTimer()
+    table = measure_table(ckpt, PROFILE, timer, QUICK, path, progress=lambda *a: messages.append(a))
+    layers = lod_layers(ckpt.model)
+    assert list(table.layers) == list(layers)
+    for name, layer in layers.items():
+        entry = table.layers[name]
+        assert sorted(entry.rank_ms) == [c for c in layer_options(layer) if c != DENSE]
+        assert entry.dense_ms == pytest.approx(0.2 - CALL_MS)
+        for rank, ms in entry.rank_ms.items():
+            assert ms == pytest.approx(0.2 + rank * 0.001 - CALL_MS)
+    assert [kind for kind, _ in timer.batches] == ["layer"] * len(layers) + ["model"]
+    assert all(CALL in names and len(names) == len(layer_options(layers[n])) + 1
+               for (_, names), n in zip(timer.batches, layers))
+    assert table.provenance["fingerprint"] == timer.fingerprint() and table.provenance["protocol"] == QUICK.to_dict()
+    assert LatencyTable.load(path).layers == table.layers
+    assert not journal_path(path).exists()
+    # Progress: (what, done, total) for every layer, then calibration, then done; an ETA after the first layer.
+    assert [m[1] for m in messages] == list(range(len(layers) + 2)) and messages[-1] == ("done", len(layers) + 1, len(layers) + 1)
+    assert "ETA" not in messages[0][0] and all("ETA" in m[0] for m in messages[1:-1])
+
+
+def test_overhead_is_calibrated_and_never_negative(ckpt, tmp_path):
+    table = measure_table(ckpt, PROFILE, ScriptedTimer(model_ms=50.0), QUICK, tmp_path / "a.json")
+    dense_sum = sum(l.dense_ms for l in table.layers.values())
+    assert table.full_model_ms == 50.0
+    assert table.overhead_ms == pytest.approx(50.0 - dense_sum, rel=0.2)   # median over the three plans
+    table = measure_table(ckpt, PROFILE, ScriptedTimer(model_ms=0.001), QUICK, tmp_path / "b.json")
+    assert table.overhead_ms == 0.0 and table.provenance["overhead_raw_ms"] < 0
+    assert LatencyTable.load(tmp_path / "b.json").overhead_ms == 0.0
+
+
+def test_failure_keeps_finished_layers_and_rerun_resumes(ckpt, tmp_path):
+    path = tmp_path / "t.json"
+    with pytest.raises(TransportError):
+        measure_table(ckpt, PROFILE, ScriptedTimer(fail_at_batch=2), QUICK, path)
+    journal = journal_path(path)
+    lines = journal.read_text().splitlines()
+    names = list(lod_layers(ckpt.model))
+    assert [json.loads(l)["layer"] for l in lines] == names[:2] and not path.exists()
+
+    messages, timer = [], ScriptedTimer(offset=1.0)   # a rerun measures differently: resumed layers must not change
+    table = measure_table(ckpt, PROFILE, timer, QUICK, path, progress=lambda *a: messages.append(a[0]))
+    measured = [names_[0].rsplit("@", 1)[0] for kind, names_ in timer.batches if kind == "layer"]
+    assert measured == names[2:]
+    assert sum("measured before (journal)" in m for m in messages) == 2
+    for name in names[:2]:
+        assert table.layers[name].dense_ms == pytest.approx(0.2 - CALL_MS)
+    for name in names[2:]:
+        assert table.layers[name].dense_ms == pytest.approx(1.2 - CALL_MS)
+
+
+def test_records_of_another_setup_are_not_reused(ckpt, tmp_path):
+    path = tmp_path / "t.json"
+    with pytest.raises(TransportError):
+        measure_table(ckpt, PROFILE, ScriptedTimer(fail_at_batch=2, device="box"), QUICK, path)
+    timer = ScriptedTimer(device="other-box")
+    measure_table(ckpt, PROFILE, timer, QUICK, path)
+    assert sum(kind == "layer" for kind, _ in timer.batches) == len(lod_layers(ckpt.model))
+    timer = ScriptedTimer()
+    with pytest.raises(TransportError):
+        measure_table(ckpt, PROFILE, ScriptedTimer(fail_at_batch=1), QUICK, path)
+    measure_table(ckpt, PROFILE, timer, QUICK.__class__(threads=1, warmup=1, rounds=2, calls=2), path)
+    assert sum(kind == "layer" for kind, _ in timer.batches) == len(lod_layers(ckpt.model)), "protocol changed"
+
+
+def test_journal_ignores_a_cut_line_and_repairs_it_on_append(tmp_path):
+    journal, setup = tmp_path / "j.partial.jsonl", {"model_digest": "abc", "x": 1}
+    append_journal(journal, setup, "a", {"dense": {"p50_ms": 1.0}})
+    whole = journal.read_text()
+    with open(journal, "a") as f:
+        f.write(whole[: len(whole) // 2])          # a kill in the middle of a write
+    assert read_journal(journal, setup) == {"a": {"dense": {"p50_ms": 1.0}}}
+    append_journal(journal, setup, "b", {"dense": {"p50_ms": 2.0}})
+    assert set(read_journal(journal, setup)) == {"a", "b"}, "the record after the cut line must survive"
+    assert read_journal(journal, {"model_digest": "abc", "x": 2}) == {}
+    journal.write_text("not json\n[1, 2]\n{\"setup\": 3}\n")
+    assert read_journal(journal, setup) == {}
+
+
+def test_eta_and_durations():
+    eta = Eta(4)
+    assert eta.seconds() is None and eta.text() == ""
+    eta.finished(10.0)
+    eta.finished(20.0)
+    assert eta.seconds() == pytest.approx(30.0) and eta.text() == " (ETA 30s)"
+    assert [format_duration(s) for s in (0.4, 59, 61, 3599, 3600, 7322)] == ["0s", "59s", "1m01s", "59m59s", "1h00m", "2h02m"]
