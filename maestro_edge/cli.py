@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from maestro_edge.errors import MaestroError
+from maestro_edge.outputs import check_output_file, check_output_folder
 
 DEFAULT_MODEL = Path(__file__).parent / "assets" / "default.lod.pt"
 
@@ -86,8 +87,7 @@ def train(arch, data_name, out, epochs, batch_size, lr, gl_lambda, sampler, seed
     Example:
       maestro-edge train --arch small_cnn --data digits --epochs 30 --out lod.pt
     """
-    if out.is_dir():
-        raise click.BadParameter(f"{out} is a folder; give a file path", param_hint="--out")
+    check_output_file(out)
     import torch
 
     from maestro_edge.train.loop import Recipe
@@ -193,8 +193,7 @@ def fit(devices_, budgets, model_path, table_path, out_dir, as_json, quiet):
     jobs = [(p, b, (out_dir or Path("out")) / f"{p.name}-{b:g}ms" if many or out_dir is None else out_dir)
             for p in profiles for b in budgets]
     for _, _, folder in jobs:
-        if folder.exists() and not folder.is_dir():
-            raise click.BadParameter(f"{folder} is a file; give a folder path", param_hint="--out")
+        check_output_folder(folder)
     if table_path is not None and len(profiles) > 1:
         raise click.BadParameter("a latency table belongs to one device; pass one --device with --table")
 
@@ -253,8 +252,7 @@ def export(plan_path, model_path, out_dir, quiet):
     Example:
       maestro-edge export --plan out/pixel7-20ms/fit.json --out build/pixel7
     """
-    if out_dir.exists() and not out_dir.is_dir():
-        raise click.BadParameter(f"{out_dir} is a file; give a folder path", param_hint="--out")
+    check_output_folder(out_dir)
     import torch
 
     from maestro_edge.fit import Fitter, read_ranks
@@ -289,20 +287,25 @@ def main(argv=None) -> None:
     """Entry point: one line per error, exit 2 for usage errors, 1 for others, 130 on Ctrl-C."""
     try:
         code = cli.main(args=argv, prog_name="maestro-edge", standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError:
+        _fail("no command given; run 'maestro-edge --help' to see the commands", 2)
     except click.UsageError as e:
-        hint = f" (see 'maestro-edge {e.ctx.info_name} --help')" if e.ctx and e.ctx.parent else ""
-        click.echo(f"Error: {e.format_message()}{hint}", err=True)
-        sys.exit(2)
+        command = e.ctx.command_path if e.ctx and e.ctx.parent else "maestro-edge"
+        _fail(f"{e.format_message()} (see '{command} --help')", 2)
     except click.ClickException as e:
-        click.echo(f"Error: {e.format_message()}", err=True)
-        sys.exit(e.exit_code)
+        _fail(e.format_message(), e.exit_code)
     except MaestroError as e:
-        click.echo(f"Error: {e}", err=True)
-        sys.exit(e.exit_code)
+        _fail(str(e), e.exit_code)
     except (KeyboardInterrupt, click.Abort):
         click.echo("Interrupted.", err=True)
         sys.exit(130)
     sys.exit(code if isinstance(code, int) else 0)   # --help/--version return their code here
+
+
+def _fail(message: str, code: int) -> None:
+    """One line on stderr, whatever the message holds (user input may carry newlines)."""
+    click.echo("Error: " + " ".join(message.split()), err=True)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

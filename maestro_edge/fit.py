@@ -9,11 +9,8 @@ the end, or not at all.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
-import shutil
-import tempfile
 import time
 from functools import cached_property
 from pathlib import Path
@@ -31,8 +28,9 @@ from maestro_edge.export.verify import compare_onnx, compare_pte
 from maestro_edge.latency.measure import Protocol, time_programs
 from maestro_edge.latency.probes import DENSE, layer_options
 from maestro_edge.latency.profile import estimated_table, measure_host_table
-from maestro_edge.latency.table import LatencyTable, cached_table_path, readable_mode, write_json_atomic
+from maestro_edge.latency.table import LatencyTable, cached_table_path
 from maestro_edge.lod.checkpoint import LoDCheckpoint
+from maestro_edge.outputs import check_output_folder, write_outputs
 from maestro_edge.lod.importance import penalty
 from maestro_edge.lod.layers import lod_layers
 from maestro_edge.solve import LayerOptions, Option, solve_ranks
@@ -52,7 +50,8 @@ def load_table(path: Path, ckpt: LoDCheckpoint, profile: DeviceProfile) -> Laten
         raise TableError(f"latency table {path} was made for another model (digest {table.model_digest}, this "
                          f"model is {ckpt.digest()}); profile this model with 'maestro-edge profile'")
     if table.device != profile.name:
-        raise TableError(f"latency table {path} was made for device '{table.device}', not '{profile.name}'")
+        raise TableError(f"latency table {path} was made for device {table.device!r}, not {profile.name!r}; pass "
+                         f"--device {table.device}, or profile {profile.name} with 'maestro-edge profile'")
     missing = set(lod_layers(ckpt.model)) - set(table.layers)
     if missing:
         raise TableError(f"latency table {path} lacks layers {', '.join(sorted(missing))}; profile again")
@@ -113,8 +112,7 @@ class Fitter:
         """Solve, export, verify and (where reachable) measure; write ``out_dir``; return the fit record."""
         started = time.perf_counter()
         out_dir = Path(out_dir)
-        if out_dir.exists() and not out_dir.is_dir():
-            raise UsageError(f"output path {out_dir} is a file; pass --out with a folder path")
+        check_output_folder(out_dir)
         table = table or latency_table_for(self.ckpt, profile, self.say)
         layers = solver_layers(self.ckpt, table)
         plan, small, pte, tries = self._solve_and_measure(profile, budget_ms, table, layers)
@@ -149,6 +147,7 @@ class Fitter:
         """Truncate to ``choices``, export .pte and .onnx, verify both, write ``out_dir`` (no solving)."""
         started = time.perf_counter()
         out_dir = Path(out_dir)
+        check_output_folder(out_dir)
         small, accuracy, loss = self.accuracy_of(choices)
         self.say("exporting .pte (ExecuTorch, XNNPACK)")
         pte = lower_to_pte(small, self.example)
@@ -226,33 +225,17 @@ def fit(ckpt: LoDCheckpoint, profile: DeviceProfile, budget_ms: float, out_dir: 
     return Fitter(ckpt, progress).fit(profile, budget_ms, out_dir)
 
 
-def write_outputs(out_dir: Path, files: dict[str, bytes], record: dict, record_name: str, started: float) -> None:
-    """Write every file into a temporary sibling folder, then swap it in: all or nothing."""
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp"))
-    try:
-        staging.chmod(readable_mode() | 0o111)   # mkdtemp makes rwx------; a plain mkdir would not
-        for name, blob in files.items():
-            (staging / name).write_bytes(blob)
-            record["artifacts"].append({"path": name, "format": Path(name).suffix[1:],
-                                        "sha256": hashlib.sha256(blob).hexdigest(), "size_bytes": len(blob)})
-        record["wall_time_s"] = round(time.perf_counter() - started, 2)
-        write_json_atomic(staging / record_name, record)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        staging.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-
-
 def read_ranks(path: Path, ckpt: LoDCheckpoint) -> dict:
     """Ranks from a fit.json (or any JSON with "ranks"), refused if made for another model."""
     try:
         record = json.loads(Path(path).read_text())
         ranks = record["ranks"]
     except FileNotFoundError:
-        raise UsageError(f"plan file {path} does not exist") from None
+        raise UsageError(f"plan file {str(path)!r} does not exist; pass the fit.json that 'maestro-edge fit' wrote") from None
+    except IsADirectoryError:
+        raise UsageError(f"plan {str(path)!r} is a folder; pass the fit.json file inside it") from None
+    except OSError as e:
+        raise UsageError(f"plan {str(path)!r} cannot be read ({e.strerror}); check the path") from None
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
         raise UsageError(f"{path} is not a plan: expected a fit.json (JSON with \"ranks\")") from None
     digest = record.get("model", {}).get("digest") if isinstance(record.get("model"), dict) else None

@@ -7,6 +7,7 @@ how to reach it (transport) and whether its latencies are measured or estimated,
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,7 +53,12 @@ class DeviceProfile:
         try:
             data = tomllib.loads(path.read_text())
         except FileNotFoundError:
-            raise ProfileError(f"device profile {path} does not exist") from None
+            raise ProfileError(f"device profile {str(path)!r} does not exist; pass a device name from "
+                               "'maestro-edge devices' or the path of a profile .toml") from None
+        except IsADirectoryError:
+            raise ProfileError(f"device profile {str(path)!r} is a folder; pass a device name or a profile .toml file") from None
+        except OSError as e:
+            raise ProfileError(f"device profile {str(path)!r} cannot be read ({e.strerror}); check the path") from None
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
             raise ProfileError(f"device profile {path} is not valid TOML ({e}); fix or delete it") from None
         return cls.from_dict(data, source=str(path))
@@ -71,12 +77,20 @@ class DeviceProfile:
 
         version = need("schema_version", int)
         if version != SCHEMA_VERSION:
-            raise ProfileError(f"device profile {source} has schema_version {version}; this maestro-edge reads {SCHEMA_VERSION}")
+            raise ProfileError(f"device profile {source} has schema_version {version}; this maestro-edge reads "
+                               f"{SCHEMA_VERSION}: update the profile (see profiles/host.toml) or maestro-edge")
         threads = need("threads", int)
         if threads < 1:
             raise ProfileError(f"device profile {source}: 'threads' must be >= 1, got {threads}")
+        name = need("name", str)
+        if not NAME_PATTERN.fullmatch(name):
+            raise ProfileError(f"device profile {source}: name {name!r} must be letters, digits, '.', '_' or '-' "
+                               "(it names folders and cache files); rename it")
+        for table in ("hardware", "estimate", "provenance"):
+            if not isinstance(data.get(table, {}), dict):
+                raise ProfileError(f"device profile {source}: [{table}] must be a table; fix the profile")
         return cls(
-            name=need("name", str),
+            name=name,
             description=data.get("description", ""),
             runtime=need("runtime", str, RUNTIMES),
             threads=threads,
@@ -91,6 +105,7 @@ class DeviceProfile:
         )
 
 
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 TARGET_KEYS = {"host": str, "port": int, "identity": str, "python": str, "serial": str}
 
 
@@ -99,14 +114,19 @@ def _target(table, source: str) -> dict:
         raise ProfileError(f"device profile {source}: [target] must be a table")
     for key, value in table.items():
         kind = TARGET_KEYS.get(key)
-        if kind is None or not isinstance(value, kind):
-            raise ProfileError(f"device profile {source}: [target] {key} = {value!r} is not allowed; "
-                               f"keys: {', '.join(TARGET_KEYS)}")
+        if kind is None:   # the value is not echoed: it may be a secret someone put in the wrong place
+            raise ProfileError(f"device profile {source}: [target] has unknown key {key!r}; remove it "
+                               f"(allowed: {', '.join(TARGET_KEYS)})")
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise ProfileError(f"device profile {source}: [target] {key} must be {kind.__name__}; fix the profile")
     return dict(table)
 
 
 def list_profiles() -> list[DeviceProfile]:
     folder = profiles_dir()
+    if not folder.is_dir():
+        raise ProfileError(f"the profiles folder {str(folder)!r} does not exist; fix MAESTRO_EDGE_PROFILES "
+                           "or unset it to use the shipped profiles")
     return [DeviceProfile.load(p) for p in sorted(folder.glob("*.toml"))]
 
 
@@ -117,5 +137,5 @@ def find_profile(name_or_path: str) -> DeviceProfile:
     path = profiles_dir() / f"{name_or_path}.toml"
     if not path.is_file():
         known = ", ".join(p.stem for p in sorted(profiles_dir().glob("*.toml"))) or "none"
-        raise UsageError(f"unknown device '{name_or_path}'; known devices: {known} (or pass a profile .toml path)")
+        raise UsageError(f"unknown device {name_or_path!r}; known devices: {known} (or pass a profile .toml path)")
     return DeviceProfile.load(path)

@@ -28,7 +28,7 @@ def truncate_(model: nn.Module, choices: dict[str, int | str]) -> nn.Module:
         layer = layers[name]
         if choice == DENSE:
             _set_submodule(model, name, layer.to_dense())
-        elif isinstance(choice, int) and 1 <= choice <= layer.active_rank:
+        elif isinstance(choice, int) and not isinstance(choice, bool) and 1 <= choice <= layer.active_rank:
             layer.truncate_(choice)
         else:
             raise UsageError(f"rank {choice!r} for layer {name} is not in 1..{layer.active_rank} or 'dense'")

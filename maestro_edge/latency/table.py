@@ -84,6 +84,8 @@ class LatencyTable:
                         full_model_ms=d.get("full_model_ms"), provenance=dict(d.get("provenance", {})))
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise TableError(f"latency table {source} is malformed ({type(e).__name__}: {e}); delete it and profile again") from None
+        if table.threads < 1:
+            raise TableError(f"latency table {source} says threads={table.threads}; it must be >= 1: profile again")
         values = [table.overhead_ms] + [v for l in layers.values() for v in (l.dense_ms, *l.rank_ms.values())]
         if not all(math.isfinite(v) and v >= 0 for v in values) or any(not l.rank_ms for l in layers.values()):
             raise TableError(f"latency table {source} holds negative, missing or non-finite latencies; profile again")
@@ -101,7 +103,11 @@ class LatencyTable:
         try:
             d = json.loads(path.read_text())
         except FileNotFoundError:
-            raise TableError(f"latency table {path} does not exist") from None
+            raise TableError(f"latency table {str(path)!r} does not exist; pass the JSON 'maestro-edge profile' wrote") from None
+        except IsADirectoryError:
+            raise TableError(f"latency table {str(path)!r} is a folder; pass the JSON file 'maestro-edge profile' wrote") from None
+        except OSError as e:
+            raise TableError(f"latency table {str(path)!r} cannot be read ({e.strerror}); check the path") from None
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise TableError(f"latency table {path} is not valid JSON (corrupt?); delete it and profile again") from None
         return cls.from_dict(d, source=str(path))

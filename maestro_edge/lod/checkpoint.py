@@ -12,14 +12,14 @@ import os
 import pickle
 import re
 import tempfile
-import zipfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from maestro_edge.errors import CheckpointError
+from maestro_edge.errors import CheckpointError, MaestroError
 from maestro_edge.latency.table import readable_mode
 from maestro_edge.lod.factorize import FactorizeConfig, factorize_
 from maestro_edge.lod.layers import lod_layers
@@ -78,40 +78,57 @@ class LoDCheckpoint:
     @classmethod
     def load(cls, path: str | Path) -> "LoDCheckpoint":
         path = Path(path)
+        if path.is_dir():
+            raise CheckpointError(f"model path {str(path)!r} is a folder; pass a checkpoint file written by 'maestro-edge train'")
         if not path.is_file():
-            raise CheckpointError(f"model file {path} does not exist; pass a checkpoint written by 'maestro-edge train'")
+            raise CheckpointError(f"model file {str(path)!r} does not exist; pass a checkpoint written by 'maestro-edge train'")
         try:
-            blob = torch.load(path, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError:
-            raise CheckpointError(f"{path} contains pickled Python objects; refusing to load it "
-                                  "(only maestro-edge checkpoints of plain tensors are accepted)") from None
-        except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
-            raise CheckpointError(f"{path} is not a readable checkpoint ({type(e).__name__}); "
-                                  "is it truncated or another kind of file?") from None
+            with warnings.catch_warnings():   # torch warns about weights_only on the way to refusing a file
+                warnings.simplefilter("ignore")
+                blob = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as e:
+            if "Unsupported global" in str(e):   # a pickled class or function, not a malformed file
+                raise CheckpointError(f"{path} contains pickled Python objects; refusing to load it (only "
+                                      "maestro-edge checkpoints of plain tensors are accepted): pass a checkpoint "
+                                      "written by 'maestro-edge train'") from None
+            raise CheckpointError(f"{path} is not a checkpoint (not a torch file); pass one written by "
+                                  "'maestro-edge train'") from None
+        except Exception:   # torch raises many types for files that are not its own (KeyError, RuntimeError...)
+            raise CheckpointError(f"{path} is not a readable checkpoint (truncated, or another kind of file); "
+                                  "pass a checkpoint written by 'maestro-edge train'") from None
         if not isinstance(blob, dict) or blob.get("format") != FORMAT:
             raise CheckpointError(f"{path} is not a maestro-edge LoD checkpoint; create one with 'maestro-edge train'")
         if blob.get("schema_version") != SCHEMA_VERSION:
-            raise CheckpointError(f"{path} has checkpoint schema {blob.get('schema_version')}; "
-                                  f"this maestro-edge reads {SCHEMA_VERSION}")
+            raise CheckpointError(f"{path} has checkpoint schema {blob.get('schema_version')!r}; this maestro-edge "
+                                  f"reads {SCHEMA_VERSION}: retrain it with this version's 'maestro-edge train'")
         return cls.from_dict(blob, source=str(path))
 
     @classmethod
     def from_dict(cls, blob: dict, source: str = "<dict>") -> "LoDCheckpoint":
         try:
-            arch, layers = blob["arch"], blob["lod_layers"]
-            model = build_model(arch["name"], arch["in_channels"], arch["num_classes"], **arch.get("kwargs", {}))
+            arch, layers, data = blob["arch"], blob["lod_layers"], blob["data"]
+            if not isinstance(data, dict) or "name" not in data or "input_shape" not in data:
+                raise KeyError("data")
+            try:
+                model = build_model(arch["name"], arch["in_channels"], arch["num_classes"], **arch.get("kwargs", {}))
+            except MaestroError as e:
+                raise ValueError(str(e)) from None
             overrides = {name: spec["max_rank"] for name, spec in layers.items()}
             # Layers the checkpoint kept dense stay dense: skip every name not listed.
             skip = {f"re:(?!({'|'.join(map(re.escape, layers))})$).*": "skip"} if layers else {"re:.*": "skip"}
             factorize_(model, FactorizeConfig(overrides={**overrides, **skip}))
             model.load_state_dict(blob["state_dict"])
             for name, layer in lod_layers(model).items():
-                layer.active_rank = int(layers[name]["active_rank"])
-        except (KeyError, TypeError, RuntimeError, ValueError) as e:
-            raise CheckpointError(f"{source} is inconsistent ({type(e).__name__}: {str(e).splitlines()[0][:120]}); "
-                                  "retrain or re-download it") from None
+                active = layers[name]["active_rank"]
+                if isinstance(active, bool) or not isinstance(active, int) or not 1 <= active <= layer.max_rank:
+                    raise ValueError(f"layer {name}: active_rank {active!r} is not in 1..{layer.max_rank}")
+                layer.active_rank = active
+        except (KeyError, TypeError, RuntimeError, ValueError, AttributeError) as e:
+            detail = " ".join(str(e).split())[:120]
+            raise CheckpointError(f"{source} is inconsistent ({type(e).__name__}: {detail}); "
+                                  "retrain it with 'maestro-edge train'") from None
         model.eval()
-        return cls(model=model, arch=arch, data=blob["data"], recipe=blob.get("recipe", {}),
+        return cls(model=model, arch=arch, data=data, recipe=blob.get("recipe", {}),
                    metrics=blob.get("metrics", {}), importance=blob.get("importance", {}),
                    progress=blob.get("progress", {}))
 
