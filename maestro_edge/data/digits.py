@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from maestro_edge.data import ImageData
+from maestro_edge.data import ImageData, take
 
 VAL_FRACTION = 0.2
 TEST_FRACTION = 0.2
 
 
-def load_digits_data(seed: int = 0) -> ImageData:
+def load_digits_data(seed: int = 0, limit: int | None = None) -> ImageData:
     from sklearn.datasets import load_digits
 
     digits = load_digits()
@@ -20,5 +20,6 @@ def load_digits_data(seed: int = 0) -> ImageData:
     order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
     n_val, n_test = int(len(order) * VAL_FRACTION), int(len(order) * TEST_FRACTION)
     val, test, train = order[:n_val], order[n_val:n_val + n_test], order[n_val + n_test:]
+    val, test, train = take(val, limit), take(test, limit), take(train, limit)
     return ImageData("digits", 10, images[train], labels[train], images[val], labels[val],
                      images[test], labels[test])

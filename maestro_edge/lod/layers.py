@@ -9,6 +9,17 @@ Three ranks matter:
 - ``max_rank``: how many components are stored;
 - ``active_rank``: the prefix kept by progressive shrinking (persistent, saved in checkpoints);
 - ``sampled_rank``: a one-step override set by the rank sampler during training (None = active rank).
+
+Training can ask for constant shapes (``set_constant_shapes(model, True)``): a layer running below its
+``max_rank`` then multiplies U's columns by a 0/1 mask instead of slicing the factors. The output and
+the gradients are the same as with slicing (masked components get zero gradient from the loss), but
+every step has the same tensor shapes, which GPU kernels (cuDNN autotuning, CUDA graphs) need.
+
+Training can also ask for composed weights (``set_compose_weights(model, True)``): where it costs
+fewer multiply-adds for the batch at hand (high ranks, large batches), a layer multiplies its factors
+into one dense weight ``U[:, :r] V[:r]`` and runs a single dense Linear/Conv2d. Same function and
+same gradients (the chain rule through the product), so a full-rank LoD step costs about what a
+dense step costs; low ranks keep the cheaper two-factor path.
 """
 
 from __future__ import annotations
@@ -36,6 +47,8 @@ class _LoDBase(nn.Module):
             raise ValueError(f"max_rank must be >= 1, got {max_rank}")
         self.active_rank = max_rank
         self.sampled_rank: int | None = None
+        self.constant_shapes = False
+        self.compose_weights = False
 
     @property
     def max_rank(self) -> int:
@@ -45,6 +58,45 @@ class _LoDBase(nn.Module):
     def rank(self) -> int:
         """The rank the next forward pass uses."""
         return self.sampled_rank if self.sampled_rank is not None else self.active_rank
+
+    def rank_mask(self, rank: int) -> torch.Tensor:
+        """1 for the first ``rank`` components, 0 after (length max_rank, U's dtype and device).
+
+        Cached per (rank, device, dtype), so a training step launches no kernels to build it.
+        """
+        key = (rank, self.max_rank, self.u.device, self.u.dtype)
+        cache = self.__dict__.setdefault("_rank_masks", {})
+        if key not in cache:
+            cache[key] = (torch.arange(self.max_rank, device=self.u.device) < rank).to(self.u.dtype)
+        return cache[key]
+
+    def _masked_u(self, rank: int) -> torch.Tensor:
+        """U with the columns beyond ``rank`` zeroed (all max_rank columns kept: constant shapes)."""
+        mask = self.rank_mask(rank)
+        return self.u * mask.reshape(-1, *([1] * (self.u.ndim - 2)))
+
+    def _factors(self, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(U, V) as the forward pass uses them: masked at full size, or sliced to ``rank``."""
+        if self.constant_shapes and rank < self.max_rank:
+            return self._masked_u(rank), self.v
+        return self.u[:, :rank], self.v[:rank]
+
+    def _composed_weight(self, rank: int) -> torch.Tensor:
+        """U_r V_r as one dense weight of the original layer's shape."""
+        u, v = self._factors(rank)
+        return (u.flatten(1) @ v.flatten(1)).reshape(self.out_dim, *self.v.shape[1:])
+
+    def _compose_pays(self, positions: int, rank: int) -> bool:
+        """True when one dense op on the composed weight costs fewer MACs than the two factors.
+
+        ``positions``: how many output vectors the layer computes (batch × pixels). Composing costs
+        rank·in·out once; the factor pair costs rank·(in + out) per position, the dense op in·out.
+        """
+        if not self.compose_weights:
+            return False
+        cost_rank = self.max_rank if self.constant_shapes else rank
+        dense = self.in_dim * self.out_dim
+        return dense * positions + cost_rank * dense < cost_rank * (self.in_dim + self.out_dim) * positions
 
     def component_sq_norms(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Squared norm of each component in V and in U (length max_rank each)."""
@@ -108,7 +160,10 @@ class LoDLinear(_LoDBase):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         r = self.rank
-        return F.linear(F.linear(x, self.v[:r]), self.u[:, :r], self.bias)
+        if self.compose_weights and self._compose_pays(x.numel() // self.in_features, r):
+            return F.linear(x, self._composed_weight(r), self.bias)
+        u, v = self._factors(r)
+        return F.linear(F.linear(x, v), u, self.bias)
 
     def to_dense(self) -> nn.Linear:
         """The product of the active components as one nn.Linear."""
@@ -183,8 +238,15 @@ class LoDConv2d(_LoDBase):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         r = self.rank
-        hidden = F.conv2d(x, self.v[:r], None, self.stride, self.padding, self.dilation)
-        return F.conv2d(hidden, self.u[:, :r], self.bias)
+        if self.compose_weights and self._compose_pays(self._positions(x), r):
+            return F.conv2d(x, self._composed_weight(r), self.bias, self.stride, self.padding, self.dilation)
+        u, v = self._factors(r)
+        return F.conv2d(F.conv2d(x, v, None, self.stride, self.padding, self.dilation), u, self.bias)
+
+    def _positions(self, x: torch.Tensor) -> int:
+        """Output positions (batch × output pixels), estimated as input pixels / stride²."""
+        batch = x.numel() // (self.in_channels * x.shape[-1] * x.shape[-2])
+        return batch * (x.shape[-2] // self.stride[0]) * (x.shape[-1] // self.stride[1])
 
     def to_dense(self) -> nn.Conv2d:
         """The product of the active components as one nn.Conv2d."""
@@ -225,3 +287,15 @@ LOD_LAYERS = (LoDLinear, LoDConv2d)
 def lod_layers(model: nn.Module) -> dict[str, _LoDBase]:
     """The model's LoD layers by module name, in registration order."""
     return {name: m for name, m in model.named_modules() if isinstance(m, LOD_LAYERS)}
+
+
+def set_constant_shapes(model: nn.Module, enabled: bool = True) -> None:
+    """Make every LoD layer mask (``enabled``) or slice (the default) components beyond its rank."""
+    for layer in lod_layers(model).values():
+        layer.constant_shapes = enabled
+
+
+def set_compose_weights(model: nn.Module, enabled: bool = True) -> None:
+    """Let every LoD layer run as one dense op on U_r V_r where that is cheaper (``enabled``)."""
+    for layer in lod_layers(model).values():
+        layer.compose_weights = enabled

@@ -7,15 +7,21 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def _device(model: nn.Module) -> torch.device:
+    param = next(model.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 512) -> tuple[float, float]:
-    """(accuracy, mean cross-entropy) of ``model`` in eval mode."""
+    """(accuracy, mean cross-entropy) of ``model`` in eval mode (batches go to the model's device)."""
     was_training = model.training
     model.eval()
+    device = _device(model)
     correct, loss = 0, 0.0
     for start in range(0, len(x), batch_size):
-        logits = model(x[start:start + batch_size])
-        target = y[start:start + batch_size]
+        logits = model(x[start:start + batch_size].to(device)).float()
+        target = y[start:start + batch_size].to(device)
         loss += F.cross_entropy(logits, target, reduction="sum").item()
         correct += (logits.argmax(1) == target).sum().item()
     model.train(was_training)
@@ -33,13 +39,14 @@ def recalibrate_bn_(model: nn.Module, x: torch.Tensor, batch_size: int = 256) ->
     if not bns:
         return
     was_training = model.training
+    device = _device(model)
     saved = [bn.momentum for bn in bns]
     for bn in bns:
         bn.reset_running_stats()
         bn.momentum = None
     model.train()
     for start in range(0, len(x), batch_size):
-        model(x[start:start + batch_size])
+        model(x[start:start + batch_size].to(device))
     for bn, momentum in zip(bns, saved):
         bn.momentum = momentum
     model.train(was_training)
