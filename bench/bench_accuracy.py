@@ -72,7 +72,7 @@ def models(work: Path, data_name: str, recipe: Recipe):
     arch = {"name": ARCH, "kwargs": ARCH_KWARGS, "in_channels": data.in_channels, "num_classes": data.num_classes}
     meta = {"name": data_name, "seed": recipe.seed, "input_shape": list(data.input_shape)}
     lod_path, svd_path, dense_path = work / "lod.pt", work / "svd.pt", work / "dense.pt"
-    if not lod_path.exists():
+    if not lod_path.exists() or not LoDCheckpoint.load(lod_path).progress.get("complete"):   # absent or unfinished
         started = time.perf_counter()
         train_checkpoint(ARCH, data_name, recipe, lod_path, arch_kwargs=ARCH_KWARGS,
                          on_epoch=lambda e, m: print(f"  lod epoch {m['epoch']}: val {m['val_accuracy']:.4f}", file=sys.stderr))

@@ -68,41 +68,64 @@ def devices(check, as_json):
                 click.echo(f"{p.name}: NOT reachable: {e}")
 
 
+ARCHS = ("small_cnn", "lenet5", "resnet18", "vgg19_bn")   # kept here: importing models pulls in torch
+
+
 @cli.command()
-@click.option("--arch", default="small_cnn", show_default=True, help="Architecture to train.")
-@click.option("--data", "data_name", default="digits", show_default=True, help="Offline data set.")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Checkpoint to write.")
+@click.option("--arch", type=click.Choice(ARCHS), default="small_cnn", show_default=True, help="Architecture to train.")
+@click.option("--data", "data_name", type=click.Choice(["digits", "fashion-mnist"]), default="digits",
+              show_default=True, help="Offline data set (fashion-mnist: Debian package dataset-fashion-mnist).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Checkpoint to write (saved after every epoch; a rerun resumes it).")
 @click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.05, show_default=True)
 @click.option("--gl-lambda", type=click.FloatRange(min=0), default=1e-4, show_default=True,
               help="Weight of the hierarchical group lasso.")
-@click.option("--sampler", type=click.Choice(["single-layer", "independent"]), default="single-layer", show_default=True)
+@click.option("--shrink-threshold", type=click.FloatRange(min=0), default=1e-7, show_default=True,
+              help="Progressive shrinking threshold after each epoch (0: off).")
+@click.option("--sampler", type=click.Choice(["single-layer", "independent"]), default="single-layer", show_default=True,
+              help="single-layer: Maestro's (one layer truncated per step); independent: every layer every step.")
+@click.option("--distill", is_flag=True, help="Also train the full model and distil truncations from it (~2x cost).")
+@click.option("--constant-shapes", is_flag=True, help="Mask instead of slicing (same shapes every step; for GPUs).")
+@click.option("--bn-samples", type=click.IntRange(min=0), default=10000, show_default=True,
+              help="Training images for BatchNorm recalibration before evaluation (0: all).")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Use at most this many images per split.")
+@click.option("--resume/--no-resume", default=True, show_default=True, help="Continue an unfinished --out checkpoint.")
+@click.option("--device", "train_device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
-def train(arch, data_name, out, epochs, batch_size, lr, gl_lambda, sampler, seed, quiet):
+def train(arch, data_name, out, epochs, batch_size, lr, gl_lambda, shrink_threshold, sampler, distill, constant_shapes,
+          bn_samples, limit, resume, train_device, precision, seed, quiet):
     """Train a LoD model and save a checkpoint with its importance table.
 
     \b
-    Example:
+    Data-parallel: torchrun --nproc_per_node 2 -m maestro_edge train ... (gloo on CPU).
+    Examples:
       maestro-edge train --arch small_cnn --data digits --epochs 30 --out lod.pt
+      maestro-edge train --arch resnet18 --data fashion-mnist --epochs 30 --device cuda --precision bf16 --out r18.pt
     """
     check_output_file(out)
     import torch
 
+    from maestro_edge.train.distributed import is_main_process
     from maestro_edge.train.loop import Recipe
     from maestro_edge.train.run import train_checkpoint
 
     torch.set_num_threads(1)
-    recipe = Recipe(epochs=epochs, batch_size=batch_size, lr=lr, gl_lambda=gl_lambda, sampler=sampler, seed=seed)
+    recipe = Recipe(epochs=epochs, batch_size=batch_size, lr=lr, gl_lambda=gl_lambda, shrink_threshold=shrink_threshold,
+                    sampler=sampler, seed=seed, distill=distill, constant_shapes=constant_shapes, bn_samples=bn_samples)
     report = _echo_progress(quiet)
 
     def on_epoch(epoch, m):
         report(f"epoch {m['epoch']}/{epochs}: train loss {m['train_loss']:.3f}, val acc {m['val_accuracy']:.3f}, "
                f"{m['elapsed_s']:.0f} s")
 
-    ckpt = train_checkpoint(arch, data_name, recipe, out, on_epoch=on_epoch)
-    click.echo(f"wrote {out}: test accuracy {ckpt.metrics['test_accuracy']:.4f}, digest {ckpt.digest()}")
+    ckpt = train_checkpoint(arch, data_name, recipe, out, on_epoch=on_epoch, resume=resume, limit=limit,
+                            device=train_device, precision=precision)
+    if is_main_process():
+        click.echo(f"wrote {out}: test accuracy {ckpt.metrics['test_accuracy']:.4f}, digest {ckpt.digest()}")
 
 
 @cli.command()

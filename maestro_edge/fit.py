@@ -18,7 +18,7 @@ from typing import Callable
 
 import torch
 
-from maestro_edge.data import load_dataset
+from maestro_edge.data import load_eval_data
 from maestro_edge.devices.profile import DeviceProfile
 from maestro_edge.errors import InfeasibleBudget, TableError, UsageError
 from maestro_edge.export.onnx_export import export_onnx_bytes
@@ -95,7 +95,7 @@ class Fitter:
 
     @cached_property
     def data(self):
-        return load_dataset(self.ckpt.data["name"], self.ckpt.data.get("seed", 0))
+        return load_eval_data(self.ckpt.data["name"], self.ckpt.data.get("seed", 0))
 
     @cached_property
     def dense_accuracy(self) -> float:

@@ -56,7 +56,13 @@ def factorize_(model: nn.Module, config: FactorizeConfig | None = None) -> Facto
     """Replace every nn.Linear / nn.Conv2d in ``model`` by its LoD layer (balanced SVD init)."""
     config = config or FactorizeConfig()
     report = FactorizeReport()
-    targets = [(name, m) for name, m in model.named_modules() if type(m) in (nn.Linear, nn.Conv2d)]
+    targets = []
+    for name, module in model.named_modules():
+        if type(module) in (nn.Linear, nn.Conv2d):
+            targets.append((name, module))
+        elif isinstance(module, (nn.Linear, nn.Conv2d)):
+            # e.g. nn.MultiheadAttention.out_proj: its parent reads .weight directly, so a swap would break it.
+            report.skipped[name] = f"{type(module).__name__} is a subclass its parent may use directly; left dense"
     for name, module in targets:
         rule = config.rule_for(name)
         if rule == SKIP:

@@ -57,7 +57,8 @@ def test_bert_style_block_is_factorized_around_multihead_attention():
     report = factorize_(model)
     assert set(report.swapped) == {"q", "k", "v", "out", "ffn.0", "ffn.2", "head"}
     assert report.swapped["ffn.0"] == 16 and report.swapped["head"] == 3
-    assert report.skipped == {}                   # MHA's out_proj is not considered at all (see above)
+    assert set(report.skipped) == {"mha.out_proj"}   # MHA reads out_proj.weight itself: reported, left dense
+    assert "left dense" in report.skipped["mha.out_proj"]
     assert type(model.mha.out_proj) is nn.modules.linear.NonDynamicallyQuantizableLinear
     assert isinstance(model.mha.in_proj_weight, nn.Parameter)
     torch.testing.assert_close(model(tokens), expect, atol=1e-5, rtol=1e-5)
@@ -76,7 +77,7 @@ def test_bert_style_block_is_factorized_around_multihead_attention():
 def test_overrides_skip_and_cap_by_name_and_pattern():
     model = TinyBertBlock()
     report = factorize_(model, FactorizeConfig(max_rank=8, overrides={"head": "skip", "re:ffn\\..*": 4}))
-    assert report.skipped == {"head": "skipped by override"}
+    assert report.skipped["head"] == "skipped by override"
     assert report.swapped["ffn.0"] == report.swapped["ffn.2"] == 4 and report.swapped["q"] == 8
     assert type(model.head) is nn.Linear
 
