@@ -6,6 +6,7 @@ Imports of torch/executorch happen inside commands, so ``--help`` is instant. Ex
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sys
@@ -198,9 +199,13 @@ def _budgets(ctx, param, value):
               help="Use this latency table (JSON from 'maestro-edge profile') instead of the cached/estimated one.")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
               help="Output folder (default: out/<device>-<ms>ms; with several fits, the parent of those folders).")
+@click.option("--host", default=None, help="ssh target user@address: measure the exported model there (one --device).")
+@click.option("--port", type=click.IntRange(1, 65535), default=None, help="ssh port.")
+@click.option("--identity", type=click.Path(dir_okay=False), default=None, help="ssh private key file.")
+@click.option("--python", "python", default=None, help="Python on the target that has the runtime (default python3).")
 @click.option("--json", "as_json", is_flag=True, help="Print fit.json on stdout (a list for several fits).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
-def fit(devices_, budgets, model_path, table_path, out_dir, as_json, quiet):
+def fit(devices_, budgets, model_path, table_path, out_dir, host, port, identity, python, as_json, quiet):
     """Pick per-layer ranks that meet the budget, export .pte and .onnx, verify them.
 
     \b
@@ -219,6 +224,10 @@ def fit(devices_, budgets, model_path, table_path, out_dir, as_json, quiet):
         check_output_folder(folder)
     if table_path is not None and len(profiles) > 1:
         raise click.BadParameter("a latency table belongs to one device; pass one --device with --table")
+    flags = {k: v for k, v in dict(host=host, port=port, identity=identity, python=python).items() if v is not None}
+    if flags and (len(profiles) > 1 or profiles[0].transport != "ssh"):
+        raise click.BadParameter("--host/--port/--identity/--python need exactly one --device reached over ssh "
+                                 "(several devices take theirs from each profile's [target])")
 
     import torch
 
@@ -230,22 +239,39 @@ def fit(devices_, budgets, model_path, table_path, out_dir, as_json, quiet):
     table = load_table(table_path, ckpt, profiles[0]) if table_path else None
     fitter = Fitter(ckpt, progress=_echo_progress(quiet))
     records, failures = [], []
-    for prof, budget, folder in jobs:
-        if many and not quiet:
-            click.echo(f"{prof.name} at {budget:g} ms:", err=True)
-        try:
-            records.append(fitter.fit(prof, budget, folder, table=table))
-        except MaestroError as e:
-            if not many:
-                raise
-            failures.append(f"{prof.name} at {budget:g} ms: {e}")
-            click.echo(f"Error: {failures[-1]}", err=True)
+    with contextlib.ExitStack() as stack:
+        timers = {p.name: _remote_timer(stack, p, flags) for p in profiles}
+        for prof, budget, folder in jobs:
+            if many and not quiet:
+                click.echo(f"{prof.name} at {budget:g} ms:", err=True)
+            try:
+                records.append(fitter.fit(prof, budget, folder, table=table, timer=timers[prof.name]))
+            except MaestroError as e:
+                if not many:
+                    raise
+                failures.append(f"{prof.name} at {budget:g} ms: {e}")
+                click.echo(f"Error: {failures[-1]}", err=True)
     if as_json:
         click.echo(json.dumps(records if many else records[0], indent=2))
     else:
         _print_summary(records, jobs)
     if failures:
         raise click.ClickException(f"{len(failures)} of {len(jobs)} fits failed (see above)")
+
+
+def _remote_timer(stack: contextlib.ExitStack, prof, flags: dict):
+    """A timer on the device itself when it is reached over ssh and a host is known, else None."""
+    target = {**prof.target, **flags}
+    if prof.transport != "ssh" or not target.get("host"):
+        return None
+    from maestro_edge.devices.transports import make_transport
+    from maestro_edge.latency.remote import RemoteTimer
+
+    options = {k: target[k] for k in ("host", "port", "identity") if k in target}
+    transport = stack.enter_context(make_transport("ssh", **options))
+    timer = RemoteTimer(transport, prof.runtime, prof.threads, target.get("python", "python3"))
+    stack.callback(timer.cleanup)
+    return timer
 
 
 def _print_summary(records: list[dict], jobs) -> None:

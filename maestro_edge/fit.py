@@ -108,14 +108,19 @@ class Fitter:
         accuracy, loss = evaluate(small, self.data.test_x, self.data.test_y)
         return small, accuracy, loss
 
-    def fit(self, profile: DeviceProfile, budget_ms: float, out_dir: Path, table: LatencyTable | None = None) -> dict:
-        """Solve, export, verify and (where reachable) measure; write ``out_dir``; return the fit record."""
+    def fit(self, profile: DeviceProfile, budget_ms: float, out_dir: Path, table: LatencyTable | None = None,
+            timer=None) -> dict:
+        """Solve, export, verify and (where reachable) measure; write ``out_dir``; return the fit record.
+
+        The exported model is measured on this host for the host profile, or through ``timer`` (a
+        latency.profile.Timer, e.g. a RemoteTimer over ssh) for a reachable device; else not at all.
+        """
         started = time.perf_counter()
         out_dir = Path(out_dir)
         check_output_folder(out_dir)
         table = table or latency_table_for(self.ckpt, profile, self.say)
         layers = solver_layers(self.ckpt, table)
-        plan, small, pte, tries = self._solve_and_measure(profile, budget_ms, table, layers)
+        plan, small, pte, tries = self._solve_and_measure(profile, budget_ms, table, layers, timer)
         accuracy, loss = evaluate(small, self.data.test_x, self.data.test_y)
         onnx_bytes, verification = self._onnx_and_verify(small, pte)
         record = {
@@ -170,7 +175,17 @@ class Fitter:
         return {"digest": self.ckpt.digest(), "arch": self.ckpt.arch["name"], "data": self.ckpt.data["name"],
                 "test_samples": len(self.data.test_x)}
 
-    def _solve_and_measure(self, profile, budget_ms, table, layers):
+    def _measure(self, profile, small, pte: bytes, timer) -> float | None:
+        protocol = Protocol(threads=profile.threads)
+        if timer is not None:
+            self.say(f"measuring the exported model on {profile.name}")
+            return timer.time({"model": (small, self.ckpt.input_shape)}, protocol, "model")["model"].p50_ms
+        if profile.is_host:
+            self.say("measuring the exported model on this host")
+            return time_programs({"model": (pte, self.ckpt.input_shape)}, protocol)["model"].p50_ms
+        return None
+
+    def _solve_and_measure(self, profile, budget_ms, table, layers, timer):
         tries, solver_budget = [], budget_ms
         fastest_ms = table.overhead_ms + sum(min(o.latency_ms for o in layer.options) for layer in layers)
         for _ in range(MAX_TRIES):
@@ -185,11 +200,7 @@ class Fitter:
             small, _, _ = self.accuracy_of(dict(plan.choices))
             self.say("exporting .pte (ExecuTorch, XNNPACK)")
             pte = lower_to_pte(small, self.example)
-            measured = None
-            if profile.is_host:
-                self.say("measuring the exported model on this host")
-                timing = time_programs({"model": (pte, self.ckpt.input_shape)}, Protocol(threads=profile.threads))
-                measured = timing["model"].p50_ms
+            measured = self._measure(profile, small, pte, timer)
             tries.append({"solver_budget_ms": solver_budget, "predicted_ms": plan.predicted_ms,
                           "measured_ms": measured, "ranks": dict(plan.choices)})
             if measured is None or measured <= budget_ms:

@@ -315,3 +315,27 @@ def test_sshd_killed_mid_profile_then_resume(ckpt, profile_toml, python, tmp_pat
     assert_complete(table, path, ckpt)
     assert_journaled_layers_kept(table, records)
     assert sum("measured before (journal)" in m for m in messages) == len(records)
+
+
+def test_fit_measures_the_export_on_the_ssh_target(sshd, ckpt, profile_toml, python, tmp_path):
+    """Closed loop on a reachable ssh device: the table is measured there, and so is the exported model."""
+    from maestro_edge.fit import Fitter
+    from maestro_edge.latency.remote import RemoteTimer
+
+    interpreter, log = python
+    workdir, path = tmp_path / "remote", tmp_path / "tables" / "loopback.json"
+    profile = DeviceProfile.load(profile_toml)
+    with transport(sshd, workdir) as t:
+        table = measure_remote_table(ckpt, profile, t, protocol=QUICK, table_path=path, python=interpreter)
+        fastest = table.overhead_ms + sum(min(l.dense_ms, *l.rank_ms.values()) for l in table.layers.values())
+        budget = fastest + 0.9 * (table.full_model_ms - fastest)
+        timer = RemoteTimer(t, profile.runtime, profile.threads, interpreter)
+        try:
+            record = Fitter(ckpt).fit(profile, budget, tmp_path / "fit", table=table, timer=timer)
+        finally:
+            timer.cleanup()
+    assert record["latency_source"] == "measured" and record["runtime"] == "onnxruntime"
+    assert record["measured_ms"] is not None and record["measured_ms"] <= budget
+    assert all(t["measured_ms"] is not None for t in record["tries"])
+    assert json.loads((tmp_path / "fit" / "fit.json").read_text()) == record
+    assert_nothing_ran(tmp_path, workdir)
