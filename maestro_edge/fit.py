@@ -34,6 +34,7 @@ from maestro_edge.outputs import check_output_folder, write_outputs
 from maestro_edge.lod.importance import penalty
 from maestro_edge.lod.layers import lod_layers
 from maestro_edge.solve import LayerOptions, Option, solve_ranks
+from maestro_edge.user_files import read_user_text
 from maestro_edge.train.evaluate import evaluate, recalibrate_bn_
 
 SCHEMA_VERSION = 1
@@ -238,16 +239,11 @@ def fit(ckpt: LoDCheckpoint, profile: DeviceProfile, budget_ms: float, out_dir: 
 
 def read_ranks(path: Path, ckpt: LoDCheckpoint) -> dict:
     """Ranks from a fit.json (or any JSON with "ranks"), refused if made for another model."""
+    text = read_user_text(path, "plan", "the fit.json file that 'maestro-edge fit' wrote", UsageError)
     try:
-        record = json.loads(Path(path).read_text())
+        record = json.loads(text)
         ranks = record["ranks"]
-    except FileNotFoundError:
-        raise UsageError(f"plan file {str(path)!r} does not exist; pass the fit.json that 'maestro-edge fit' wrote") from None
-    except IsADirectoryError:
-        raise UsageError(f"plan {str(path)!r} is a folder; pass the fit.json file inside it") from None
-    except OSError as e:
-        raise UsageError(f"plan {str(path)!r} cannot be read ({e.strerror}); check the path") from None
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
+    except (json.JSONDecodeError, KeyError, TypeError):
         raise UsageError(f"{path} is not a plan: expected a fit.json (JSON with \"ranks\")") from None
     digest = record.get("model", {}).get("digest") if isinstance(record.get("model"), dict) else None
     if digest and digest != ckpt.digest():

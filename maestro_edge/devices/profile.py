@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from maestro_edge.errors import ProfileError, UsageError
+from maestro_edge.user_files import read_user_text
 
 SCHEMA_VERSION = 1
 RUNTIMES = ("executorch-xnnpack", "onnxruntime")
@@ -50,16 +51,11 @@ class DeviceProfile:
     @classmethod
     def load(cls, path: str | Path) -> "DeviceProfile":
         path = Path(path)
+        text = read_user_text(path, "device profile", "a device name from 'maestro-edge devices' or the path of "
+                              "a profile .toml file", ProfileError)
         try:
-            data = tomllib.loads(path.read_text())
-        except FileNotFoundError:
-            raise ProfileError(f"device profile {str(path)!r} does not exist; pass a device name from "
-                               "'maestro-edge devices' or the path of a profile .toml") from None
-        except IsADirectoryError:
-            raise ProfileError(f"device profile {str(path)!r} is a folder; pass a device name or a profile .toml file") from None
-        except OSError as e:
-            raise ProfileError(f"device profile {str(path)!r} cannot be read ({e.strerror}); check the path") from None
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:
             raise ProfileError(f"device profile {path} is not valid TOML ({e}); fix or delete it") from None
         return cls.from_dict(data, source=str(path))
 

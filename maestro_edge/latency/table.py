@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from maestro_edge.errors import TableError
+from maestro_edge.user_files import read_user_text
 
 SCHEMA_VERSION = 1
 DENSE = "dense"
@@ -100,15 +101,10 @@ class LatencyTable:
     @classmethod
     def load(cls, path: str | Path) -> "LatencyTable":
         path = Path(path)
+        text = read_user_text(path, "latency table", "the JSON file 'maestro-edge profile' wrote", TableError)
         try:
-            d = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise TableError(f"latency table {str(path)!r} does not exist; pass the JSON 'maestro-edge profile' wrote") from None
-        except IsADirectoryError:
-            raise TableError(f"latency table {str(path)!r} is a folder; pass the JSON file 'maestro-edge profile' wrote") from None
-        except OSError as e:
-            raise TableError(f"latency table {str(path)!r} cannot be read ({e.strerror}); check the path") from None
-        except (json.JSONDecodeError, UnicodeDecodeError):
+            d = json.loads(text)
+        except json.JSONDecodeError:
             raise TableError(f"latency table {path} is not valid JSON (corrupt?); delete it and profile again") from None
         return cls.from_dict(d, source=str(path))
 
