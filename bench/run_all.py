@@ -16,13 +16,19 @@ HERE = Path(__file__).parent
 
 
 def suite(quick: bool) -> list[list[str]]:
+    """The benchmarks in order; the smoke mode skips P3 and P7 (they train models / profile ResNet-18)."""
     q = ["--quick"] if quick else []
-    return [
+    smoke = [
         ["bench_solver.py", *q],                                     # P4
         ["bench_estimator.py"],                                      # estimator vs published numbers
         ["bench_host.py", *q],                                       # P1, P2, P5
         ["bench_train_step.py", *(["--rounds", "3", "--warmup", "1", "--no-write"] if quick else [])],  # P6
     ]
+    full = [
+        ["bench_profile.py"],                                        # P7
+        ["bench_accuracy.py", "--work", str(Path.home() / ".cache" / "maestro-edge" / "p3")],  # P3 (trains twice)
+    ]
+    return smoke if quick else smoke + full
 
 
 def main() -> int:
