@@ -30,12 +30,12 @@ from maestro_edge.latency.probes import DENSE, layer_options
 from maestro_edge.latency.profile import estimated_table, measure_host_table
 from maestro_edge.latency.table import LatencyTable, cached_table_path
 from maestro_edge.lod.checkpoint import LoDCheckpoint
-from maestro_edge.outputs import check_output_folder, write_outputs
 from maestro_edge.lod.importance import penalty
 from maestro_edge.lod.layers import lod_layers
+from maestro_edge.outputs import check_output_folder, write_outputs
 from maestro_edge.solve import LayerOptions, Option, solve_ranks
-from maestro_edge.user_files import read_user_text
 from maestro_edge.train.evaluate import evaluate, recalibrate_bn_
+from maestro_edge.user_files import read_user_text
 
 SCHEMA_VERSION = 1
 MAX_TRIES = 4
