@@ -283,7 +283,10 @@ def _print_summary(records: list[dict], jobs) -> None:
         click.echo(f"{r['device']:<10} {r['budget_ms']:>9g} {r['predicted_ms']:>10.4g} {measured:>10}  "
                    f"{r['latency_source']:<9} {r['accuracy']:>8.4f} {r['dense_accuracy']:>6.4f}  "
                    f"{folders[(r['device'], r['budget_ms'])]}/")
-    click.echo("latencies in ms; measured = the exported .pte timed on the device, '-' = device not reachable")
+    click.echo("latencies in ms; measured = the exported model timed on the device, '-' = device not reachable")
+    loose = sorted({f"{r['device']} at {r['budget_ms']:g} ms" for r in records if not r["budget_binding"]})
+    if loose:
+        click.echo(f"not binding (the dense model already fits): {', '.join(loose)}")
 
 
 @cli.command()

@@ -135,6 +135,8 @@ class Fitter:
             "accuracy": accuracy,
             "dense_accuracy": self.dense_accuracy,
             "estimated_accuracy_drop": plan.penalty,
+            # False when the untruncated model already meets the budget (nothing had to give).
+            "budget_binding": table.predict_ms({name: DENSE for name in table.layers}) > budget_ms,
             "test_loss": loss,
             "runtime": profile.runtime,
             "threads": table.threads,
