@@ -22,11 +22,15 @@ LATENCY_SOURCES = ("measured", "estimated")
 
 
 def profiles_dir() -> Path:
-    """Where device profiles live: $MAESTRO_EDGE_PROFILES, else the checkout's ``profiles/``."""
+    """Where device profiles live: $MAESTRO_EDGE_PROFILES, else the shipped ``profiles/``.
+
+    ``maestro_edge/profiles`` is a symlink to the checkout's top-level ``profiles/``; wheels carry the
+    files themselves, so both editable and regular installs find them.
+    """
     env = os.environ.get("MAESTRO_EDGE_PROFILES")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[2] / "profiles"
+    return Path(__file__).resolve().parent.parent / "profiles"
 
 
 @dataclass(frozen=True)
