@@ -250,7 +250,16 @@ _SSH_ERRORS = [
 ]
 
 
-class SshTransport(Transport):
+class _PosixTarget(Transport):
+    """A target with POSIX paths (a board over ssh, a phone over adb): relative paths live in workdir()."""
+
+    def _resolve(self, remote: str) -> str:
+        if not remote:
+            raise UsageError("remote path must not be empty")
+        return remote if posixpath.isabs(remote) else posixpath.join(self.workdir(), remote)
+
+
+class SshTransport(_PosixTarget):
     """A Linux target over OpenSSH: ``ssh`` for commands and file transfer.
 
     The OpenSSH client is used (not a Python ssh library) so that ~/.ssh/config, the ssh agent,
@@ -362,11 +371,6 @@ class SshTransport(Transport):
             self._workdir, self._workdir_made = result.stdout.strip(), True
         return self._workdir
 
-    def _resolve(self, remote: str) -> str:
-        if not remote:
-            raise UsageError("remote path must not be empty")
-        return remote if posixpath.isabs(remote) else posixpath.join(self.workdir(), remote)
-
     def push(self, local: Path, remote: str) -> None:
         src, dst = _require_file(local), self._resolve(remote)
         # Write beside the target and rename, so a cut connection never leaves a half file in place.
@@ -419,7 +423,7 @@ _ADB_ERRORS = [
 ]
 
 
-class AdbTransport(Transport):
+class AdbTransport(_PosixTarget):
     """An Android device through the ``adb`` client: ``adb [-s serial] push|pull|shell``.
 
     ``adb shell`` exit codes are those of the remote command on Android 7+ (shell protocol v2);
@@ -479,11 +483,6 @@ class AdbTransport(Transport):
                 raise TransportError(f"adb: cannot create {self._workdir_path}: {_last_line(result.stderr)}")
             self._workdir_made = True
         return self._workdir_path
-
-    def _resolve(self, remote: str) -> str:
-        if not remote:
-            raise UsageError("remote path must not be empty")
-        return remote if posixpath.isabs(remote) else posixpath.join(self.workdir(), remote)
 
     def push(self, local: Path, remote: str) -> None:
         src, dst = _require_file(local), self._resolve(remote)  # both absolute: never read as flags

@@ -102,6 +102,16 @@ class _LoDBase(nn.Module):
         """Squared norm of each component in V and in U (length max_rank each)."""
         return self.v.flatten(1).pow(2).sum(1), self.u.flatten(1).pow(2).sum(0)
 
+    def _filled_pair(self, first: nn.Module, second: nn.Module) -> nn.Sequential:
+        """``first`` gets V's active rows, ``second`` U's active columns and the bias (shapes already match)."""
+        r = self.active_rank
+        with torch.no_grad():
+            first.weight.copy_(self.v[:r])
+            second.weight.copy_(self.u[:, :r])
+            if self.bias is not None:
+                second.bias.copy_(self.bias)
+        return nn.Sequential(first, second)
+
     def truncate_(self, rank: int) -> "_LoDBase":
         """Keep only the first ``rank`` components, physically (in place)."""
         if not 1 <= rank <= self.max_rank:
@@ -181,12 +191,7 @@ class LoDLinear(_LoDBase):
         r = self.active_rank
         first = nn.Linear(self.in_features, r, bias=False, device=self.v.device, dtype=self.v.dtype)
         second = nn.Linear(r, self.out_features, self.bias is not None, device=self.v.device, dtype=self.v.dtype)
-        with torch.no_grad():
-            first.weight.copy_(self.v[:r])
-            second.weight.copy_(self.u[:, :r])
-            if self.bias is not None:
-                second.bias.copy_(self.bias)
-        return nn.Sequential(first, second)
+        return self._filled_pair(first, second)
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
@@ -268,12 +273,7 @@ class LoDConv2d(_LoDBase):
         first = nn.Conv2d(self.in_channels, r, self.kernel_size, self.stride, self.padding, self.dilation,
                           bias=False, **kw)
         second = nn.Conv2d(r, self.out_channels, 1, bias=self.bias is not None, **kw)
-        with torch.no_grad():
-            first.weight.copy_(self.v[:r])
-            second.weight.copy_(self.u[:, :r])
-            if self.bias is not None:
-                second.bias.copy_(self.bias)
-        return nn.Sequential(first, second)
+        return self._filled_pair(first, second)
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "

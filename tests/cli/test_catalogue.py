@@ -6,8 +6,7 @@ warning on stderr; nothing on stdout; and no output left behind: every file unde
 (the working directory, so default outputs land there too) and under the shared bad-input folder is
 unchanged afterwards.
 
-Cases where the CLI breaks the rule today are marked ``xfail(strict=True, reason="BUG: ...")``: fixing
-the bug turns them into an XPASS failure, which says to drop the mark (and update docs/errors.md).
+A case that breaks the rule is a bug to fix in the CLI, not a mark to add here.
 Nothing here profiles the host: devices are ``pixel7`` (estimated) or profile files of an estimated
 device, and models are the session's tiny checkpoint or broken copies of it.
 
@@ -234,12 +233,10 @@ FAST = ["fit", "--device", "pixel7", "--ms", "0.00001", "--model", "{ckpt}", "--
 EXPORT = ["export", "--model", "{ckpt}", "--out", "{out}", "--plan"]
 
 
-def case(id, argv, words=(), code=None, env=None, bug=None, slow=False, absent=()):
+def case(id, argv, words=(), code=None, env=None, slow=False, absent=()):
     """One row of docs/errors.md. words: must be in the error line; absent: must not be (secrets);
     code: the exact exit code (2 = usage error), None = any non-zero."""
-    marks = [pytest.mark.xfail(strict=True, reason=f"BUG: {bug}")] if bug else []
-    if slow:
-        marks.append(pytest.mark.slow)
+    marks = [pytest.mark.slow] if slow else []
     return pytest.param(argv, tuple(words), tuple(absent), code, env or {}, id=id, marks=marks)
 
 

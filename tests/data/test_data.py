@@ -137,7 +137,6 @@ def test_real_heldout_export_is_small(fashion, tmp_path):
     assert len(held.val_x) == len(held.test_x) == 1000
 
 
-@pytest.mark.skipif(not fm.HELDOUT_PATH.is_file(), reason="no held-out subset shipped in maestro_edge/assets/ yet")
 def test_the_shipped_heldout_subset():
     held = load_dataset("fashion-mnist-heldout", seed=0)
     assert len(held.val_x) == len(held.test_x) == 1000 and held.input_shape == (1, 1, 28, 28)
