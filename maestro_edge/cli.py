@@ -174,6 +174,12 @@ def profile(device, host, port, identity, python, serial, model_path, force, qui
                f"{table.threads} thread(s))")
 
 
+_bundle_option = click.option(
+    "--bundle", is_flag=True,
+    help="Also write model.bpte: the .pte with 16 held-out inputs and expected outputs (ExecuTorch BundledProgram) "
+         "so the target can check itself.")
+
+
 def _budgets(ctx, param, value):
     """'20' or '10,15,20' -> [20.0] or [10.0, 15.0, 20.0], each a positive, finite number of ms."""
     budgets = []
@@ -204,12 +210,13 @@ def _budgets(ctx, param, value):
 @click.option("--identity", type=click.Path(dir_okay=False), default=None, help="ssh private key file.")
 @click.option("--python", "python", default=None, help="Python on the target that has the runtime (default python3).")
 @click.option("--json", "as_json", is_flag=True, help="Print fit.json on stdout (a list for several fits).")
+@_bundle_option
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
-def fit(devices_, budgets, model_path, table_path, out_dir, host, port, identity, python, as_json, quiet):
+def fit(devices_, budgets, model_path, table_path, out_dir, host, port, identity, python, as_json, bundle, quiet):
     """Pick per-layer ranks that meet the budget, export .pte and .onnx, verify them.
 
     \b
-    Writes model.pte, model.onnx and fit.json to one folder per device and budget.
+    Writes model.pte, model.onnx (and with --bundle model.bpte) and fit.json to one folder per device and budget.
     Examples:
       maestro-edge fit --device pixel7 --ms 20
       maestro-edge fit --device host --device rpi5 --device pixel7 --ms 0.1,0.15,0.2
@@ -237,7 +244,7 @@ def fit(devices_, budgets, model_path, table_path, out_dir, host, port, identity
     torch.set_num_threads(1)
     ckpt = LoDCheckpoint.load(model_path or DEFAULT_MODEL)
     table = load_table(table_path, ckpt, profiles[0]) if table_path else None
-    fitter = Fitter(ckpt, progress=_echo_progress(quiet))
+    fitter = Fitter(ckpt, progress=_echo_progress(quiet), bundle=bundle)
     records, failures = [], []
     with contextlib.ExitStack() as stack:
         timers = {p.name: _remote_timer(stack, p, flags) for p in profiles}
@@ -295,12 +302,13 @@ def _print_summary(records: list[dict], jobs) -> None:
 @click.option("--model", "model_path", type=click.Path(path_type=Path), default=None,
               help="LoD checkpoint the plan was made for (default: the embedded model).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Output folder.")
+@_bundle_option
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
-def export(plan_path, model_path, out_dir, quiet):
+def export(plan_path, model_path, out_dir, bundle, quiet):
     """Export a model truncated to the ranks of a plan as .pte and .onnx, verified against PyTorch.
 
     \b
-    Writes model.pte, model.onnx and export.json to the output folder.
+    Writes model.pte, model.onnx (and with --bundle model.bpte) and export.json to the output folder.
     Example:
       maestro-edge export --plan out/pixel7-20ms/fit.json --out build/pixel7
     """
@@ -312,7 +320,7 @@ def export(plan_path, model_path, out_dir, quiet):
 
     torch.set_num_threads(1)
     ckpt = LoDCheckpoint.load(model_path or DEFAULT_MODEL)
-    record = Fitter(ckpt, progress=_echo_progress(quiet)).export(read_ranks(plan_path, ckpt), out_dir)
+    record = Fitter(ckpt, progress=_echo_progress(quiet), bundle=bundle).export(read_ranks(plan_path, ckpt), out_dir)
     click.echo(f"wrote {out_dir}/: accuracy {record['accuracy']:.4f} (dense {record['dense_accuracy']:.4f})")
 
 

@@ -21,6 +21,7 @@ import torch
 from maestro_edge.data import load_eval_data
 from maestro_edge.devices.profile import DeviceProfile
 from maestro_edge.errors import InfeasibleBudget, TableError, UsageError
+from maestro_edge.export.bundle import bundle_pte, check_bundle
 from maestro_edge.export.onnx_export import export_onnx_bytes
 from maestro_edge.export.pte import lower_to_pte
 from maestro_edge.export.truncate import deployable
@@ -89,8 +90,9 @@ def solver_layers(ckpt: LoDCheckpoint, table: LatencyTable) -> list[LayerOptions
 class Fitter:
     """One loaded model, fitted to any number of devices and budgets (data and baselines loaded once)."""
 
-    def __init__(self, ckpt: LoDCheckpoint, progress: Progress | None = None):
+    def __init__(self, ckpt: LoDCheckpoint, progress: Progress | None = None, bundle: bool = False):
         self.ckpt = ckpt
+        self.bundle = bundle   # also write model.bpte: the .pte with reference inputs/outputs (BundledProgram)
         self.say = progress or (lambda message: None)
         self.example = (torch.zeros(ckpt.input_shape),)
 
@@ -123,7 +125,7 @@ class Fitter:
         layers = solver_layers(self.ckpt, table)
         plan, small, pte, tries = self._solve_and_measure(profile, budget_ms, table, layers, timer)
         accuracy, loss = evaluate(small, self.data.test_x, self.data.test_y)
-        onnx_bytes, verification = self._onnx_and_verify(small, pte)
+        files, verification = self._artifacts(small, pte)
         record = {
             "schema_version": SCHEMA_VERSION,
             "device": profile.name,
@@ -148,7 +150,7 @@ class Fitter:
             "artifacts": [],
             "wall_time_s": None,
         }
-        write_outputs(out_dir, {"model.pte": pte, "model.onnx": onnx_bytes}, record, "fit.json", started)
+        write_outputs(out_dir, files, record, "fit.json", started)
         return record
 
     def export(self, choices: dict, out_dir: Path) -> dict:
@@ -159,20 +161,26 @@ class Fitter:
         small, accuracy, loss = self.accuracy_of(choices)
         self.say("exporting .pte (ExecuTorch, XNNPACK)")
         pte = lower_to_pte(small, self.example)
-        onnx_bytes, verification = self._onnx_and_verify(small, pte)
+        files, verification = self._artifacts(small, pte)
         record = {"schema_version": SCHEMA_VERSION, "ranks": dict(choices), "accuracy": accuracy,
                   "dense_accuracy": self.dense_accuracy, "test_loss": loss, "verification": verification,
                   "model": self._model_info(), "artifacts": [], "wall_time_s": None}
-        write_outputs(out_dir, {"model.pte": pte, "model.onnx": onnx_bytes}, record, "export.json", started)
+        write_outputs(out_dir, files, record, "export.json", started)
         return record
 
-    def _onnx_and_verify(self, small, pte: bytes) -> tuple[bytes, dict]:
-        self.say("exporting .onnx and checking both exports against PyTorch")
+    def _artifacts(self, small, pte: bytes) -> tuple[dict[str, bytes], dict]:
+        """The files to write (.pte, .onnx, and .bpte when bundling), each checked against PyTorch."""
+        self.say("exporting .onnx and checking the exports against PyTorch")
         onnx_bytes = export_onnx_bytes(small, self.example)
         samples = self.data.test_x[:VERIFY_SAMPLES]
-        return onnx_bytes, {"pte_max_abs_error": compare_pte(pte, small, samples),
-                            "onnx_max_abs_error": compare_onnx(onnx_bytes, small, samples),
-                            "samples": len(samples), "inputs": "held-out test images, batch 1"}
+        files = {"model.pte": pte, "model.onnx": onnx_bytes}
+        verification = {"pte_max_abs_error": compare_pte(pte, small, samples),
+                        "onnx_max_abs_error": compare_onnx(onnx_bytes, small, samples),
+                        "samples": len(samples), "inputs": "held-out test images, batch 1"}
+        if self.bundle:
+            files["model.bpte"] = bundle_pte(pte, small, samples)
+            verification["bpte_cases_checked"] = check_bundle(files["model.bpte"], len(samples))
+        return files, verification
 
     def _model_info(self) -> dict:
         return {"digest": self.ckpt.digest(), "arch": self.ckpt.arch["name"], "data": self.ckpt.data["name"],

@@ -40,9 +40,15 @@ def test_export_reproduces_a_fit(capsys, tmp_path, tiny_checkpoint):
     assert code == 0, err
     fitted = json.loads(out)
     code, _, err = run(capsys, "export", "--plan", str(tmp_path / "fit" / "fit.json"), "--model", str(tiny_checkpoint),
-                       "--out", str(tmp_path / "exp"), "--quiet")
+                       "--out", str(tmp_path / "exp"), "--bundle", "--quiet")
     assert code == 0, err
     exported = json.loads((tmp_path / "exp" / "export.json").read_text())
     assert exported["ranks"] == fitted["ranks"]
     assert exported["accuracy"] == pytest.approx(fitted["accuracy"])
     assert (tmp_path / "exp" / "model.pte").stat().st_size > 0 and (tmp_path / "exp" / "model.onnx").stat().st_size > 0
+    # --bundle: the BundledProgram is written, recorded and was checked case by case in the runtime
+    assert exported["verification"]["bpte_cases_checked"] == exported["verification"]["samples"] > 0
+    bundle = tmp_path / "exp" / "model.bpte"
+    recorded = {a["path"]: a for a in exported["artifacts"]}
+    assert recorded["model.bpte"]["size_bytes"] == bundle.stat().st_size
+    assert "model.bpte" not in {a["path"] for a in fitted["artifacts"]}   # only when asked for

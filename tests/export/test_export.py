@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from maestro_edge.errors import ExportError, UsageError
+from maestro_edge.export.bundle import bundle_pte, check_bundle
 from maestro_edge.export.onnx_export import export_onnx_bytes
 from maestro_edge.export.pte import lower_to_pte
 from maestro_edge.export.truncate import deployable
@@ -36,6 +37,26 @@ def test_pte_and_onnx_match_eager(small_model):
     example = (torch.zeros(ckpt.input_shape),)
     assert compare_pte(lower_to_pte(small, example), small, inputs) <= ATOL
     assert compare_onnx(export_onnx_bytes(small, example), small, inputs) <= ATOL
+
+
+def test_bundled_program_checks_itself(small_model):
+    ckpt, small = small_model
+    inputs = torch.randn(3, *ckpt.input_shape[1:], generator=torch.Generator().manual_seed(1))
+    pte = lower_to_pte(small, (torch.zeros(ckpt.input_shape),))
+    assert check_bundle(bundle_pte(pte, small, inputs), len(inputs)) == 3
+    # expected outputs from another model: the runtime's own verifier must reject the bundle
+    shifted = nn.Sequential(small, _AddConstant(0.1)).eval()
+    with pytest.raises(ExportError, match="case 0 differs"):
+        check_bundle(bundle_pte(pte, shifted, inputs), len(inputs))
+
+
+class _AddConstant(nn.Module):
+    def __init__(self, value: float):
+        super().__init__()
+        self.value = value
+
+    def forward(self, x):
+        return x + self.value
 
 
 def test_mismatch_is_caught(small_model):
