@@ -116,9 +116,11 @@ def main() -> None:
     parser.add_argument("--data", default="fashion-mnist")
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--budgets", type=int, default=5)
+    parser.add_argument("--warmup-epochs", type=int, default=0,
+                        help="LoD only: first epochs at full rank, then SVD re-split (within --epochs)")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    recipe = Recipe(epochs=args.epochs, batch_size=128, lr=0.05)
+    recipe = Recipe(epochs=args.epochs, batch_size=128, lr=0.05, warmup_epochs=args.warmup_epochs)
     data, lod, svd, dense = models(args.work, args.data, recipe)
     protocol = Protocol()
     host = find_profile("host")

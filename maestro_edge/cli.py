@@ -89,6 +89,8 @@ ARCHS = ("small_cnn", "lenet5", "resnet18", "vgg19_bn")   # kept here: importing
               help="single-layer: Maestro's (one layer truncated per step); independent: every layer every step.")
 @click.option("--distill", is_flag=True, help="Also train the full model and distil truncations from it (~2x cost).")
 @click.option("--constant-shapes", is_flag=True, help="Mask instead of slicing (same shapes every step; for GPUs).")
+@click.option("--warmup-epochs", type=click.IntRange(min=0), default=0, show_default=True,
+              help="First epochs at full rank (no sampling, lasso or shrinking), then an SVD re-split of every layer.")
 @click.option("--bn-samples", type=click.IntRange(min=0), default=10000, show_default=True,
               help="Training images for BatchNorm recalibration before evaluation (0: all).")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Use at most this many images per split.")
@@ -98,7 +100,7 @@ ARCHS = ("small_cnn", "lenet5", "resnet18", "vgg19_bn")   # kept here: importing
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 def train(arch, data_name, out, epochs, batch_size, lr, gl_lambda, shrink_threshold, sampler, distill, constant_shapes,
-          bn_samples, limit, resume, train_device, precision, seed, quiet):
+          warmup_epochs, bn_samples, limit, resume, train_device, precision, seed, quiet):
     """Train a LoD model and save a checkpoint with its importance table.
 
     \b
@@ -108,6 +110,9 @@ def train(arch, data_name, out, epochs, batch_size, lr, gl_lambda, shrink_thresh
       maestro-edge train --arch resnet18 --data fashion-mnist --epochs 30 --device cuda --precision bf16 --out r18.pt
     """
     check_output_file(out)
+    if warmup_epochs >= epochs:
+        raise click.BadParameter(f"must be below --epochs ({epochs}): LoD needs at least one epoch after the warm-up",
+                                 param_hint="--warmup-epochs")
     import torch
 
     from maestro_edge.train.distributed import is_main_process
@@ -116,7 +121,8 @@ def train(arch, data_name, out, epochs, batch_size, lr, gl_lambda, shrink_thresh
 
     torch.set_num_threads(1)
     recipe = Recipe(epochs=epochs, batch_size=batch_size, lr=lr, gl_lambda=gl_lambda, shrink_threshold=shrink_threshold,
-                    sampler=sampler, seed=seed, distill=distill, constant_shapes=constant_shapes, bn_samples=bn_samples)
+                    sampler=sampler, seed=seed, distill=distill, constant_shapes=constant_shapes, bn_samples=bn_samples,
+                    warmup_epochs=warmup_epochs)
     report = _echo_progress(quiet)
 
     def on_epoch(epoch, m):
@@ -137,11 +143,13 @@ def train(arch, data_name, out, epochs, batch_size, lr, gl_lambda, shrink_thresh
 @click.option("--python", "python", default=None,
               help="Python on the target that has the runtime (default python3), e.g. ~/venv/bin/python.")
 @click.option("--serial", default=None, help="adb device serial (adb devices).")
+@click.option("--runner", default=None,
+              help="adb devices: ExecuTorch executor_runner built for the phone (see docs/adb.md).")
 @click.option("--model", "model_path", type=click.Path(path_type=Path), default=None,
               help="LoD checkpoint (default: the embedded model).")
 @click.option("--force", is_flag=True, help="Measure again from scratch, even if a table or a partial run exists.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
-def profile(device, host, port, identity, python, serial, model_path, force, quiet):
+def profile(device, host, port, identity, python, serial, runner, model_path, force, quiet):
     """Measure per-layer latency of a model on a device and cache the table.
 
     \b
@@ -149,6 +157,7 @@ def profile(device, host, port, identity, python, serial, model_path, force, qui
     Examples:
       maestro-edge profile --device host
       maestro-edge profile --device rpi5 --host pi@raspberrypi.local --python '~/venv/bin/python'
+      maestro-edge profile --device pixel7 --serial 2A1B3C --runner ./executor_runner
     """
     from maestro_edge.devices.profile import find_profile
     from maestro_edge.latency.remote import measure_device_table
@@ -157,7 +166,7 @@ def profile(device, host, port, identity, python, serial, model_path, force, qui
 
     prof = find_profile(device)
     target = {**prof.target, **{k: v for k, v in dict(host=host, port=port, identity=identity, python=python,
-                                                           serial=serial).items() if v is not None}}
+                                                           serial=serial, runner=runner).items() if v is not None}}
     if prof.transport == "ssh" and not target.get("host"):
         raise click.UsageError(f"{prof.name} is reached over ssh: pass --host user@address "
                                "(or set host in the profile's [target] table)")
@@ -209,10 +218,14 @@ def _budgets(ctx, param, value):
 @click.option("--port", type=click.IntRange(1, 65535), default=None, help="ssh port.")
 @click.option("--identity", type=click.Path(dir_okay=False), default=None, help="ssh private key file.")
 @click.option("--python", "python", default=None, help="Python on the target that has the runtime (default python3).")
+@click.option("--serial", default=None, help="adb device serial (one --device reached over adb).")
+@click.option("--runner", default=None,
+              help="ExecuTorch executor_runner built for the phone: measure the exported model there (docs/adb.md).")
 @click.option("--json", "as_json", is_flag=True, help="Print fit.json on stdout (a list for several fits).")
 @_bundle_option
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
-def fit(devices_, budgets, model_path, table_path, out_dir, host, port, identity, python, as_json, bundle, quiet):
+def fit(devices_, budgets, model_path, table_path, out_dir, host, port, identity, python, serial, runner, as_json,
+        bundle, quiet):
     """Pick per-layer ranks that meet the budget, export .pte and .onnx, verify them.
 
     \b
@@ -235,6 +248,11 @@ def fit(devices_, budgets, model_path, table_path, out_dir, host, port, identity
     if flags and (len(profiles) > 1 or profiles[0].transport != "ssh"):
         raise click.BadParameter("--host/--port/--identity/--python need exactly one --device reached over ssh "
                                  "(several devices take theirs from each profile's [target])")
+    adb_flags = {k: v for k, v in dict(serial=serial, runner=runner).items() if v is not None}
+    if adb_flags and (len(profiles) > 1 or profiles[0].transport != "adb"):
+        raise click.BadParameter("--serial/--runner need exactly one --device reached over adb "
+                                 "(several devices take theirs from each profile's [target])")
+    flags.update(adb_flags)
 
     import torch
 
@@ -267,8 +285,17 @@ def fit(devices_, budgets, model_path, table_path, out_dir, host, port, identity
 
 
 def _remote_timer(stack: contextlib.ExitStack, prof, flags: dict):
-    """A timer on the device itself when it is reached over ssh and a host is known, else None."""
+    """A timer on the device itself: over ssh when a host is known, over adb when a runner is; else None."""
     target = {**prof.target, **flags}
+    if prof.transport == "adb" and (target.get("runner") or flags.get("serial")):
+        from maestro_edge.devices.transports import make_transport
+        from maestro_edge.latency.android import RunnerTimer, check_runner
+
+        runner = check_runner(target.get("runner"), prof.name)   # --serial alone cannot measure anything
+        transport = stack.enter_context(make_transport("adb", serial=target.get("serial")))
+        timer = RunnerTimer(transport, runner, prof.threads)
+        stack.callback(timer.cleanup)
+        return timer
     if prof.transport != "ssh" or not target.get("host"):
         return None
     from maestro_edge.devices.transports import make_transport

@@ -112,6 +112,19 @@ class _LoDBase(nn.Module):
                 second.bias.copy_(self.bias)
         return nn.Sequential(first, second)
 
+    def resplit_(self) -> "_LoDBase":
+        """Re-factorize the active product U·V by balanced SVD: same function, components ordered by σ.
+
+        After full-rank warm-up epochs the factors are neither ordered nor balanced; the SVD puts the
+        strongest directions first, where every truncation keeps them (Maestro's dense warm-up + SVD).
+        """
+        r = self.active_rank
+        with torch.no_grad():
+            u, v = _balanced_svd(self.u[:, :r].flatten(1) @ self.v[:r].flatten(1), r)
+            self.u[:, :r] = u.reshape(self.u[:, :r].shape).to(self.u.dtype)
+            self.v[:r] = v.reshape(self.v[:r].shape).to(self.v.dtype)
+        return self
+
     def truncate_(self, rank: int) -> "_LoDBase":
         """Keep only the first ``rank`` components, physically (in place)."""
         if not 1 <= rank <= self.max_rank:

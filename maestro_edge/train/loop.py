@@ -7,6 +7,9 @@ whose rank is above break-even run as one dense op on the composed weight U_r V_
 ``distill`` the full-rank network also runs: CE(full, labels) + CE(truncated, softmax(full).detach())
 (FjORD/Maestro self-distillation, about 2× the compute). After every epoch: progressive shrinking,
 BatchNorm recalibration on training images, validation, and a resumable state (``progress``).
+With ``warmup_epochs`` the first epochs train the full-rank network alone (no sampling, penalty or
+shrinking), then every layer is re-split by SVD (Maestro's ``--full-training-epochs``): LoD then starts
+from a trained network whose components are already ordered by strength.
 
 Determinism: everything random comes from the recipe's seed (data order per epoch, rank sampler),
 so two runs with the same seed and thread count give the same weights, a run resumed from its
@@ -49,6 +52,7 @@ class Recipe:
     constant_shapes: bool = False    # mask components beyond the sampled rank instead of slicing (GPU)
     compose_weights: bool = True     # run a layer as one dense op on U_r V_r where that costs fewer MACs
     bn_samples: int = 10000          # training images for BatchNorm recalibration per epoch (0 = all)
+    warmup_epochs: int = 0           # first epochs at full rank (no sampling, penalty, shrinking), then SVD re-split
 
     def __post_init__(self):
         if self.sampler not in SAMPLERS:
@@ -57,6 +61,8 @@ class Recipe:
             raise ValueError("epochs and batch_size must be >= 1 and lr > 0")
         if self.gl_lambda < 0 or self.shrink_threshold < 0 or self.bn_samples < 0:
             raise ValueError("gl_lambda, shrink_threshold and bn_samples must be >= 0")
+        if not 0 <= self.warmup_epochs < self.epochs:
+            raise ValueError(f"warmup_epochs must be in 0..epochs-1 ({self.epochs - 1}), got {self.warmup_epochs}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -93,6 +99,7 @@ class TrainStep:
         self.optimizer, self.scheduler, self.sampler, self.recipe = optimizer, scheduler, sampler, recipe
         self.penalty = GroupLasso(model) if recipe.gl_lambda else None
         self.autocast = autocast
+        self.warming_up = False   # full-rank steps: no sampling, no penalty (Recipe.warmup_epochs)
 
     def _forward(self, x):
         device_type = x.device.type
@@ -101,7 +108,10 @@ class TrainStep:
             return self.net(x)
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        if self.recipe.distill:
+        if self.warming_up:
+            self.sampler.clear()
+            loss = F.cross_entropy(self._forward(x), y)
+        elif self.recipe.distill:
             self.sampler.clear()
             full = self._forward(x)
             self.sampler.step()
@@ -111,7 +121,7 @@ class TrainStep:
             self.sampler.step()
             loss = F.cross_entropy(self._forward(x), y)
         task = loss.detach()
-        if self.penalty is not None:
+        if self.penalty is not None and not self.warming_up:
             loss = loss + self.recipe.gl_lambda * self.penalty()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -119,6 +129,17 @@ class TrainStep:
         if self.scheduler is not None:
             self.scheduler.step()
         return task
+
+
+def end_warmup_(model: nn.Module, optimizer) -> None:
+    """After the full-rank warm-up: SVD re-split of every LoD layer, and fresh optimizer state.
+
+    Maestro's ``--full-training-epochs`` trains dense, decomposes and rebuilds the optimizer; momentum
+    buffers of the old factors mean nothing for the re-split ones. The lr schedule goes on.
+    """
+    for layer in lod_layers(model).values():
+        layer.resplit_()
+    optimizer.state.clear()
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
@@ -209,6 +230,7 @@ def train_lod(model: nn.Module, data: ImageData, recipe: Recipe,
     try:
         for epoch in range(first_epoch, recipe.epochs):
             model.train()
+            step.warming_up = epoch < recipe.warmup_epochs
             total = torch.zeros((), dtype=torch.float64, device=device)
             count = 0
             for batch in epoch_batches(len(data.train_x), recipe.batch_size, recipe.seed, epoch, dist):
@@ -219,7 +241,10 @@ def train_lod(model: nn.Module, data: ImageData, recipe: Recipe,
             sampler.clear()
             if dist:
                 total, count = dist.all_reduce_sum(total, count)
-            shrunk = shrink_(model, recipe.shrink_threshold) if recipe.shrink_threshold > 0 else {}
+            if epoch + 1 == recipe.warmup_epochs:
+                end_warmup_(model, optimizer)
+            shrinking = recipe.shrink_threshold > 0 and not step.warming_up
+            shrunk = shrink_(model, recipe.shrink_threshold) if shrinking else {}
             if shrunk:
                 sampler.reset()
             recalibrate_bn_(model, calibration)

@@ -213,3 +213,22 @@ def test_compose_only_where_it_costs_fewer_macs():
     assert conv._compose_pays(positions, 4)
     conv.compose_weights = False
     assert not conv._compose_pays(positions, 16)
+
+
+@pytest.mark.parametrize("make", [lambda: LoDLinear.from_linear(_linear(12, 7)),
+                                  lambda: LoDConv2d.from_conv2d(_conv())])
+def test_resplit_keeps_the_function_and_orders_components(make):
+    layer = make()
+    shape = (4, 12) if isinstance(layer, LoDLinear) else (2, 3, 9, 9)
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():   # scramble: unordered, unbalanced factors of some product, as training leaves them
+        mix = torch.randn(layer.max_rank, layer.max_rank, generator=torch.Generator().manual_seed(2))
+        u = layer.u.flatten(1) @ mix
+        v = torch.linalg.solve(mix, layer.v.flatten(1))
+        layer.u.copy_(u.reshape(layer.u.shape))
+        layer.v.copy_(v.reshape(layer.v.shape))
+    before = layer(x)
+    v_sq, u_sq = layer.resplit_().component_sq_norms()
+    assert torch.allclose(layer(x), before, atol=1e-4)
+    assert torch.allclose(v_sq, u_sq, rtol=1e-4)                         # balanced: ‖u_k‖ = ‖v_k‖ = √σ_k
+    assert bool((v_sq[:-1] >= v_sq[1:] - 1e-6).all())                    # ordered by strength

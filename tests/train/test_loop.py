@@ -184,3 +184,26 @@ def test_recipe_round_trip_and_validation():
 def test_an_architecture_that_cannot_take_the_images_is_a_usage_error(tmp_path):
     with pytest.raises(UsageError, match="architecture 'lenet5' cannot run on digits images of shape"):
         train_checkpoint("lenet5", "digits", _recipe(), tmp_path / "x.pt", limit=8)
+
+
+def test_warmup_epochs_train_full_rank_then_resplit(tmp_path, monkeypatch):
+    import maestro_edge.train.loop as loop
+
+    resplits = []
+    real_end = loop.end_warmup_
+    monkeypatch.setattr(loop, "end_warmup_", lambda model, opt: (resplits.append(len(opt.state)), real_end(model, opt)))
+    sampled = []
+    real_step = SingleLayerSampler.step
+    monkeypatch.setattr(SingleLayerSampler, "step", lambda self: sampled.append(real_step(self)))
+    ckpt = _train(tmp_path / "w.pt", _recipe(epochs=2, warmup_epochs=1, shrink_threshold=0.5))
+    from maestro_edge.data import load_dataset
+
+    steps = steps_per_epoch(len(load_dataset("digits", 0, 96).train_x), 32)
+    assert len(resplits) == 1 and resplits[0] > 0               # once, with momentum state to drop
+    assert len(sampled) == steps                                 # only the second epoch drew ranks
+    assert ckpt.progress["history"][0]["shrunk"] == {}           # and did not shrink
+    for layer in lod_layers(ckpt.model).values():
+        v_sq, u_sq = layer.component_sq_norms()
+        assert torch.isfinite(v_sq).all() and torch.isfinite(u_sq).all()
+    with pytest.raises(ValueError, match="warmup_epochs"):
+        _recipe(epochs=2, warmup_epochs=2)
