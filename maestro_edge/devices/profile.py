@@ -106,7 +106,7 @@ class DeviceProfile:
 
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-TARGET_KEYS = {"host": str, "port": int, "identity": str, "python": str, "serial": str}
+TARGET_KEYS = {"host": str, "port": int, "identity": str, "python": str, "serial": str, "runner": str}
 
 
 def _target(table, source: str) -> dict:

@@ -22,18 +22,17 @@ outputs, the same node types (except that a bias-free Linear is ``MatMul`` inste
 (it is deprecated), the dynamo exporter is used. Whole models (calibration) use the dynamo exporter,
 as ``fit`` does for the .onnx it ships.
 
-Android over adb (not implemented: :func:`measure_remote_table` refuses an AdbTransport). A phone
-has no Python, so the agent cannot run there; the design is to use an ExecuTorch runner binary that
-the user builds for the phone with the event tracer (``executor_runner``, CMake
-``-DEXECUTORCH_BUILD_DEVTOOLS=ON -DEXECUTORCH_ENABLE_EVENT_TRACER=ON``, XNNPACK backend). Per layer:
-push the .pte probes (the runner once per run), and for each probe run
-``executor_runner --model_path P.pte --num_executions N --etdump_path P.etdp`` (warm-up runs first,
-rounds interleaved by calling the probes in a shuffled order per round, as the agent does), pull each
-ETDump and read the per-execution ``Method::execute`` times with ``executorch.devtools.Inspector`` on
-this side; summarise the round medians with :func:`summarize` and hand them to ``measure_table`` as a
-Timer, so the journal, subtraction, calibration and table format stay the same. The fingerprint
-would come from ``getprop`` (``ro.product.model``, ``ro.soc.model``, ``ro.build.fingerprint``) plus
-the runner's sha256.
+Android over adb: a phone has no Python, so the agent cannot run there. Instead the user passes an
+ExecuTorch ``executor_runner`` they built for the phone (arm64-v8a, XNNPACK, event tracer; docs/adb.md)
+and :class:`~maestro_edge.latency.android.RunnerTimer` drives it: the runner is pushed once per run,
+each probe's .pte once per batch, and the runner runs once per probe and round (warm-up executions
+first, probes in a shuffled order per round, as the agent does); each run's ETDump is pulled and its
+per-execution ``Method::execute`` times read with ``executorch.devtools.Inspector`` here, and the
+round medians are summarised with :func:`summarize`. The journal, call-cost subtraction, calibration
+and table format are those of ``measure_table``, as for ssh. The fingerprint is ``getprop``
+(``ro.product.model``, ``ro.soc.model``, ``ro.build.fingerprint``, ``ro.serialno``,
+``ro.product.cpu.abi``) plus the runner's sha256 and the threads. Tested against test doubles only
+(tests/doubles/fake_adb and fake_executor_runner), not on a phone.
 """
 
 from __future__ import annotations
@@ -74,24 +73,21 @@ SAFETY = 3.0
 
 def measure_remote_table(ckpt: LoDCheckpoint, profile: DeviceProfile, transport: Transport,
                          protocol: Protocol | None = None, table_path: Path | None = None,
-                         progress: Progress | None = None, python: str = "python3") -> LatencyTable:
+                         progress: Progress | None = None, python: str = "python3",
+                         runner: str | Path | None = None) -> LatencyTable:
     """Measure ``ckpt``'s layer options on the target behind ``transport``; save and return the table.
 
     ``python`` is the interpreter on the target that has the profile's runtime installed
     (``onnxruntime``, or ``executorch`` + torch): a command name looked up on the target's PATH
     (``python3``), an absolute path, or — over ssh — a path relative to the login's home
-    (``venv/bin/python``; ``~/venv/bin/python`` means the same). Resumable exactly like the host path:
-    a rerun after a kill or a TransportError skips the layers already in the journal. The caller owns
-    ``transport`` (and closes it); the run removes its bundle from the target's workdir when it ends.
+    (``venv/bin/python``; ``~/venv/bin/python`` means the same). Over adb there is no python:
+    ``runner`` is the local path of an ExecuTorch ``executor_runner`` built for the phone (see
+    latency/android.py). Resumable exactly like the host path: a rerun after a kill or a
+    TransportError skips the layers already in the journal. The caller owns ``transport`` (and
+    closes it); the run removes its files from the target's workdir when it ends.
     """
-    if isinstance(transport, AdbTransport):
-        raise UsageError("profiling over adb is not available yet: a phone has no Python for the agent "
-                         "(an ExecuTorch runner binary is needed; see maestro_edge/latency/remote.py)")
-    if profile.runtime not in AGENT_RUNTIMES:
-        raise ProfileError(f"device profile {profile.name}: runtime {profile.runtime!r} cannot be measured remotely; "
-                           f"expected one of {', '.join(AGENT_RUNTIMES)}")
     protocol = protocol or Protocol(threads=profile.threads)
-    timer = RemoteTimer(transport, profile.runtime, protocol.threads, python)
+    timer = _timer_for(transport, profile, protocol.threads, python, runner)
     try:
         return measure_table(ckpt, profile, timer, protocol, table_path, progress)
     except TransportError as e:
@@ -104,14 +100,16 @@ def measure_remote_table(ckpt: LoDCheckpoint, profile: DeviceProfile, transport:
 
 def measure_device_table(ckpt: LoDCheckpoint, profile: DeviceProfile, *, host: str | None = None,
                          port: int | None = None, identity: str | None = None, serial: str | None = None,
-                         python: str | None = None, protocol: Protocol | None = None,
-                         table_path: Path | None = None, progress: Progress | None = None) -> LatencyTable:
+                         python: str | None = None, runner: str | Path | None = None,
+                         protocol: Protocol | None = None, table_path: Path | None = None,
+                         progress: Progress | None = None) -> LatencyTable:
     """Measure on whatever ``profile`` names: the CLI's one entry point for ``maestro-edge profile``.
 
     A local ExecuTorch profile is timed in this process (:func:`measure_host_table`); a local
     onnxruntime profile through the agent in a subprocess (``python`` defaults to this interpreter);
-    an ssh profile on ``host`` (``port``, ``identity`` optional; ``python`` defaults to ``python3``).
-    The transport is opened and closed here.
+    an ssh profile on ``host`` (``port``, ``identity`` optional; ``python`` defaults to ``python3``);
+    an adb profile on the phone ``serial`` (optional when one phone is attached) with ``runner``, the
+    ExecuTorch runner built for it. The transport is opened and closed here.
     """
     from maestro_edge.latency.profile import measure_host_table
 
@@ -119,8 +117,12 @@ def measure_device_table(ckpt: LoDCheckpoint, profile: DeviceProfile, *, host: s
     if profile.transport != "ssh" and any(v is not None for v in ssh_only.values()):
         flags = ", ".join(k for k, v in ssh_only.items() if v is not None)
         raise UsageError(f"{flags}: only for ssh devices; {profile.name} is reached over {profile.transport}")
-    if profile.transport != "adb" and serial is not None:
-        raise UsageError(f"--serial: only for adb devices; {profile.name} is reached over {profile.transport}")
+    for flag, value in (("--serial", serial), ("--runner", runner)):
+        if profile.transport != "adb" and value is not None:
+            raise UsageError(f"{flag}: only for adb devices; {profile.name} is reached over {profile.transport}")
+    if profile.transport == "adb" and python is not None:
+        raise UsageError(f"--python: a phone has no python; {profile.name} is timed with --runner, the "
+                         "ExecuTorch runner built for it (docs/adb.md)")
     if profile.is_host:
         if profile.runtime == "executorch-xnnpack" and python is None:
             return measure_host_table(ckpt, profile, protocol, table_path, progress)
@@ -128,7 +130,26 @@ def measure_device_table(ckpt: LoDCheckpoint, profile: DeviceProfile, *, host: s
             return measure_remote_table(ckpt, profile, t, protocol, table_path, progress, python or sys.executable)
     options = {k: v for k, v in (("port", port), ("identity", identity)) if v is not None}
     with make_transport(profile.transport, host=host, serial=serial, **options) as t:
-        return measure_remote_table(ckpt, profile, t, protocol, table_path, progress, python or "python3")
+        return measure_remote_table(ckpt, profile, t, protocol, table_path, progress, python or "python3", runner)
+
+
+def _timer_for(transport: Transport, profile: DeviceProfile, threads: int, python: str,
+               runner: str | Path | None) -> Timer:
+    """The agent over ssh (or locally), the user's ExecuTorch runner over adb."""
+    if isinstance(transport, AdbTransport):
+        from maestro_edge.latency.android import RunnerTimer, check_runner
+
+        runner = check_runner(runner, profile.name)
+        if profile.runtime != "executorch-xnnpack":
+            raise ProfileError(f"device profile {profile.name}: runtime {profile.runtime!r} cannot be measured over "
+                               "adb; a phone runs executorch-xnnpack programs with executor_runner")
+        return RunnerTimer(transport, runner, threads)
+    if runner is not None:
+        raise UsageError(f"--runner: only for adb devices; {profile.name} is reached over {transport.name}")
+    if profile.runtime not in AGENT_RUNTIMES:
+        raise ProfileError(f"device profile {profile.name}: runtime {profile.runtime!r} cannot be measured remotely; "
+                           f"expected one of {', '.join(AGENT_RUNTIMES)}")
+    return RemoteTimer(transport, profile.runtime, threads, python)
 
 
 # ----------------------------------------------------------------------------------------- timer

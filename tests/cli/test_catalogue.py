@@ -288,7 +288,7 @@ CATALOGUE = [
          ["target_password.toml", "password", "host"], absent=["hunter2"]),
     case("profile-negative-peak", [*FIT_TINY[:2], "{bad}/profiles/neg_peak.toml", *FIT_TINY[3:]],
          ["neg_peak.toml", "peak_gflops"], 1),
-    case("profile-adb-device", ["profile", "--device", "pixel7"], ["adb", "not available"], 2),
+    case("profile-adb-device", ["profile", "--device", "pixel7"], ["adb", "--runner", "docs/adb.md"], 2),
     case("profile-ssh-without-host", ["profile", "--device", "rpi5"], ["rpi5", "--host"], 2),
     case("profile-host-flag-like", ["profile", "--device", "rpi5", "--host", "-oProxyCommand=touch_x"],
          ["-oProxyCommand", "option"], 2),

@@ -168,7 +168,7 @@ def _profile(transport, runtime="onnxruntime"):
     ("local", {"port": 22, "identity": "k"}, "--port, --identity: only for ssh devices"),
     ("ssh", {"serial": "X1"}, "--serial: only for adb devices"),
     ("ssh", {}, "needs a host"),
-    ("adb", {"serial": "X1"}, "profiling over adb is not available yet"),
+    ("adb", {"serial": "X1"}, "needs an ExecuTorch runner"),
 ])
 def test_measure_device_table_refuses_flags_that_cannot_work(ckpt, tmp_path, transport, kwargs, message):
     from maestro_edge.latency.remote import measure_device_table
