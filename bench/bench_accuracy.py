@@ -72,6 +72,8 @@ def models(work: Path, data_name: str, recipe: Recipe):
     arch = {"name": ARCH, "kwargs": ARCH_KWARGS, "in_channels": data.in_channels, "num_classes": data.num_classes}
     meta = {"name": data_name, "seed": recipe.seed, "input_shape": list(data.input_shape)}
     lod_path, svd_path, dense_path = work / "lod.pt", work / "svd.pt", work / "dense.pt"
+    if lod_path.exists() and Recipe.from_dict(LoDCheckpoint.load(lod_path).recipe) != recipe:
+        sys.exit(f"{lod_path} was trained with another recipe; use another --work folder")
     if not lod_path.exists() or not LoDCheckpoint.load(lod_path).progress.get("complete"):   # absent or unfinished
         started = time.perf_counter()
         train_checkpoint(ARCH, data_name, recipe, lod_path, arch_kwargs=ARCH_KWARGS,

@@ -287,23 +287,16 @@ def fit(devices_, budgets, model_path, table_path, out_dir, host, port, identity
 def _remote_timer(stack: contextlib.ExitStack, prof, flags: dict):
     """A timer on the device itself: over ssh when a host is known, over adb when a runner is; else None."""
     target = {**prof.target, **flags}
-    if prof.transport == "adb" and (target.get("runner") or flags.get("serial")):
-        from maestro_edge.devices.transports import make_transport
-        from maestro_edge.latency.android import RunnerTimer, check_runner
-
-        runner = check_runner(target.get("runner"), prof.name)   # --serial alone cannot measure anything
-        transport = stack.enter_context(make_transport("adb", serial=target.get("serial")))
-        timer = RunnerTimer(transport, runner, prof.threads)
-        stack.callback(timer.cleanup)
-        return timer
-    if prof.transport != "ssh" or not target.get("host"):
+    over_ssh = prof.transport == "ssh" and target.get("host")
+    over_adb = prof.transport == "adb" and (target.get("runner") or flags.get("serial"))   # --serial alone: error
+    if not (over_ssh or over_adb):
         return None
     from maestro_edge.devices.transports import make_transport
-    from maestro_edge.latency.remote import RemoteTimer
+    from maestro_edge.latency.remote import timer_for
 
-    options = {k: target[k] for k in ("host", "port", "identity") if k in target}
-    transport = stack.enter_context(make_transport("ssh", **options))
-    timer = RemoteTimer(transport, prof.runtime, prof.threads, target.get("python", "python3"))
+    keys = ("host", "port", "identity") if over_ssh else ("serial",)
+    transport = stack.enter_context(make_transport(prof.transport, **{k: target[k] for k in keys if k in target}))
+    timer = timer_for(transport, prof, prof.threads, target.get("python", "python3"), target.get("runner"))
     stack.callback(timer.cleanup)
     return timer
 

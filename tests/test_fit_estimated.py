@@ -47,7 +47,7 @@ def test_export_reproduces_a_fit(capsys, tmp_path, tiny_checkpoint):
     assert exported["accuracy"] == pytest.approx(fitted["accuracy"])
     assert (tmp_path / "exp" / "model.pte").stat().st_size > 0 and (tmp_path / "exp" / "model.onnx").stat().st_size > 0
     # --bundle: the BundledProgram is written, recorded and was checked case by case in the runtime
-    assert exported["verification"]["bpte_cases_checked"] == exported["verification"]["samples"] > 0
+    assert exported["verification"]["bpte_self_check"]["cases"] == exported["verification"]["samples"] > 0
     bundle = tmp_path / "exp" / "model.bpte"
     recorded = {a["path"]: a for a in exported["artifacts"]}
     assert recorded["model.bpte"]["size_bytes"] == bundle.stat().st_size

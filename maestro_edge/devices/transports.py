@@ -119,7 +119,7 @@ def _show(argv: Sequence[str], limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _last_line(text: str) -> str:
+def last_line(text: str) -> str:
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     return lines[-1] if lines else "no error output"
 
@@ -351,12 +351,12 @@ class SshTransport(_PosixTarget):
                 return "ssh: " + message.format(host=self.host, where=where)
         if not stderr.strip():   # e.g. a multiplexed session whose master connection died
             return f"ssh: the connection to {where} ended without a message; is the target still up and sshd running?"
-        return f"ssh to {where} failed: {_last_line(stderr)}"
+        return f"ssh to {where} failed: {last_line(stderr)}"
 
     def check(self) -> str:
         result = self._ssh(["uname", "-a"], CHECK_TIMEOUT_S, "`uname -a`")
         if result.returncode != 0:
-            raise TransportError(f"ssh {self.host}: `uname -a` failed: {_last_line(result.stderr)}; "
+            raise TransportError(f"ssh {self.host}: `uname -a` failed: {last_line(result.stderr)}; "
                                  "is this a Linux target with a POSIX shell?")
         return f"{self.host}: {result.stdout.strip()}"
 
@@ -367,7 +367,7 @@ class SshTransport(_PosixTarget):
             result = self._ssh(["sh", "-c", script, "sh", self._workdir or self.DEFAULT_WORKDIR],
                                CHECK_TIMEOUT_S, "creating the workdir")
             if result.returncode != 0 or not result.stdout.strip():
-                raise TransportError(f"ssh {self.host}: cannot create the workdir: {_last_line(result.stderr)}")
+                raise TransportError(f"ssh {self.host}: cannot create the workdir: {last_line(result.stderr)}")
             self._workdir, self._workdir_made = result.stdout.strip(), True
         return self._workdir
 
@@ -379,7 +379,7 @@ class SshTransport(_PosixTarget):
         with open(src, "rb") as f:
             result = self._ssh(["sh", "-c", script, "sh", dst], TRANSFER_TIMEOUT_S, f"pushing {src.name}", stdin=f)
         if result.returncode != 0:
-            raise TransportError(f"ssh {self.host}: cannot write {dst}: {_last_line(result.stderr)}")
+            raise TransportError(f"ssh {self.host}: cannot write {dst}: {last_line(result.stderr)}")
 
     def pull(self, remote: str, local: Path) -> None:
         src = self._resolve(remote)
@@ -388,7 +388,7 @@ class SshTransport(_PosixTarget):
             with open(tmp, "wb") as f:
                 result = self._ssh(["cat", "--", src], TRANSFER_TIMEOUT_S, f"pulling {src}", stdout=f)
             if result.returncode != 0:
-                raise TransportError(f"ssh {self.host}: cannot read {src}: {_last_line(result.stderr)}")
+                raise TransportError(f"ssh {self.host}: cannot read {src}: {last_line(result.stderr)}")
             os.replace(tmp, final)
         finally:
             tmp.unlink(missing_ok=True)
@@ -472,7 +472,7 @@ class AdbTransport(_PosixTarget):
         state = self._adb(["get-state"], CHECK_TIMEOUT_S, "adb get-state")
         if state.returncode != 0 or state.stdout.strip() != "device":
             raise TransportError(f"adb: device {self.serial or ''} is not ready "
-                                 f"({_last_line(state.stdout + state.stderr)}); check `adb devices`")
+                                 f"({last_line(state.stdout + state.stderr)}); check `adb devices`")
         model = self.run(["getprop", "ro.product.model"], CHECK_TIMEOUT_S)
         return f"{self.serial or 'adb'}: {model.stdout.strip() or 'unknown model'}"
 
@@ -480,7 +480,7 @@ class AdbTransport(_PosixTarget):
         if not self._workdir_made:
             result = self.run(["mkdir", "-p", self._workdir_path], CHECK_TIMEOUT_S)
             if result.returncode != 0:
-                raise TransportError(f"adb: cannot create {self._workdir_path}: {_last_line(result.stderr)}")
+                raise TransportError(f"adb: cannot create {self._workdir_path}: {last_line(result.stderr)}")
             self._workdir_made = True
         return self._workdir_path
 
@@ -488,7 +488,7 @@ class AdbTransport(_PosixTarget):
         src, dst = _require_file(local), self._resolve(remote)  # both absolute: never read as flags
         result = self._adb(["push", str(src), dst], TRANSFER_TIMEOUT_S, f"pushing {src.name}")
         if result.returncode != 0:
-            raise TransportError(f"adb: cannot push {src} to {dst}: {_last_line(result.stderr)}")
+            raise TransportError(f"adb: cannot push {src} to {dst}: {last_line(result.stderr)}")
 
     def pull(self, remote: str, local: Path) -> None:
         src = self._resolve(remote)
@@ -496,7 +496,7 @@ class AdbTransport(_PosixTarget):
         try:
             result = self._adb(["pull", src, str(tmp)], TRANSFER_TIMEOUT_S, f"pulling {src}")
             if result.returncode != 0:
-                raise TransportError(f"adb: cannot pull {src}: {_last_line(result.stderr)}")
+                raise TransportError(f"adb: cannot pull {src}: {last_line(result.stderr)}")
             os.replace(tmp, final)
         finally:
             tmp.unlink(missing_ok=True)

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import math
 import posixpath
 import random
 import re
@@ -51,7 +52,7 @@ import tempfile
 from pathlib import Path
 
 from maestro_edge._quiet import quiet
-from maestro_edge.devices.transports import AdbTransport, RunResult
+from maestro_edge.devices.transports import AdbTransport, RunResult, last_line
 from maestro_edge.errors import TransportError, UsageError
 from maestro_edge.latency.measure import Protocol, Timing, summarize
 from maestro_edge.latency.profile import Modules, Timer, call_probe
@@ -59,13 +60,14 @@ from maestro_edge.latency.profile import Modules, Timer, call_probe
 RUNNER = "executor_runner"                 # its name on the phone
 RUNNER_START_S = 60.0    # process start + program load on a phone: an upper bound that only stops a hung run
 SAFETY = 3.0
+ADB_GRACE_S = 15.0       # the local adb waits this much longer than the phone's own `timeout` on the runner
 PROPS = {"model": "ro.product.model", "soc": "ro.soc.model", "build": "ro.build.fingerprint",
          "serialno": "ro.serialno", "abi": "ro.product.cpu.abi"}
 BUILD_HINT = "build executor_runner for the phone as docs/adb.md shows"
 
 
 def missing_runner_message(device: str) -> str:
-    return (f"{device} is reached over adb: profiling it needs an ExecuTorch runner built for the phone; "
+    return (f"{device} is reached over adb: measuring on it needs an ExecuTorch runner built for the phone; "
             f"{BUILD_HINT} (arm64-v8a, XNNPACK, event tracer) and pass --runner PATH/TO/executor_runner")
 
 
@@ -94,11 +96,11 @@ class RunnerTimer(Timer):
 
     runtime = "executorch-xnnpack"
 
-    def __init__(self, transport: AdbTransport, runner: str | Path, threads: int):
+    def __init__(self, transport: AdbTransport, runner: str | Path | None, threads: int, device: str = "the phone"):
         if not isinstance(transport, AdbTransport):
             raise UsageError("RunnerTimer needs an AdbTransport (the runner is for an Android phone)")
         self.transport, self.threads = transport, threads
-        self.runner = check_runner(runner)
+        self.runner = check_runner(runner, device)
         self.runner_sha256 = sha256_of(self.runner)
         self._run_dir = f"run-{secrets.token_hex(4)}"   # one per run: two runs on one phone never collide
         self._fingerprint: dict | None = None
@@ -207,10 +209,17 @@ class RunnerTimer(Timer):
 
     def _execute(self, what: str, pte: str, etdump: str, executions: int, bound_ms: float, tmp: Path) -> list[float]:
         """Run the runner once; the per-execution times (ms) from its ETDump."""
-        argv = [self._remote(RUNNER), "--model_path", pte, "--num_executions", str(executions),
-                "--etdump_path", etdump, "--cpu_threads", str(self.threads)]
+        limit_s = math.ceil(runner_timeout_s(executions, bound_ms))
+        # The phone's own `timeout` (toybox) kills a hung runner there: killing the local adb would not,
+        # and a runner left spinning would load the CPU while the next probes are timed.
+        argv = ["timeout", "-s", "KILL", str(limit_s), self._remote(RUNNER), "--model_path", pte,
+                "--num_executions", str(executions), "--etdump_path", etdump, "--cpu_threads", str(self.threads)]
         self.runner_runs += 1
-        result = self.transport.run(argv, runner_timeout_s(executions, bound_ms))
+        result = self.transport.run(argv, limit_s + ADB_GRACE_S)
+        if result.returncode in (124, 137):   # timeout's own code / killed by it
+            raise TransportError(f"the runner on {self._target()} did not finish within {limit_s} s while {what} "
+                                 "and was stopped; check the phone (`adb shell top`) and run again: completed "
+                                 "layers are kept")
         if result.returncode != 0:
             raise TransportError(self._explain(result, what))
         self._check_threads(result, what)
@@ -249,21 +258,22 @@ class RunnerTimer(Timer):
             return (f"the runner {where} has no --etdump_path: it was built without the event tracer; rebuild it "
                     "with -DEXECUTORCH_BUILD_DEVTOOLS=ON -DEXECUTORCH_ENABLE_EVENT_TRACER=ON (docs/adb.md)")
         if unknown:
-            return f"the runner {where} does not know --{unknown.group(1)}; {BUILD_HINT} (ExecuTorch 1.5)"
+            return (f"the runner {where} does not know --{unknown.group(1)}; {BUILD_HINT}, from the ExecuTorch "
+                    "release that exports the .pte files here")
         if result.returncode in (126, 127):
-            return (f"the runner cannot be started {where} ({_last_line(result.stderr)}); is it built for "
+            return (f"the runner cannot be started {where} ({last_line(result.stderr)}); is it built for "
                     f"Android (ANDROID_ABI=arm64-v8a)? {BUILD_HINT}")
         errors = re.findall(r"^[EF] [\d:.]+ \S+\] (.*)$", result.stderr, re.MULTILINE)
         if errors:
             return f"the runner failed {where} (exit code {result.returncode}): {errors[-1].strip()}"
-        return (f"the runner failed {where} (exit code {result.returncode}: {_last_line(text)}); its log may be "
+        return (f"the runner failed {where} (exit code {result.returncode}: {last_line(text)}); its log may be "
                 "in `adb logcat -s ExecuTorch` (build with -DEXECUTORCH_PAL_DEFAULT=posix to get it on stderr)")
 
     def _shell(self, argv: list[str], what: str):
         result = self.transport.run(argv, 30)
         if result.returncode != 0:
             raise TransportError(f"adb: `{' '.join(argv[:2])}` failed on {self._target()} while {what}: "
-                                 f"{_last_line(result.stderr)}")
+                                 f"{last_line(result.stderr)}")
         return result
 
     def _remove(self, *parts: str) -> None:
@@ -297,16 +307,13 @@ def execute_times_ms(etdump: Path) -> list[float]:
             inspector = Inspector(etdump_path=str(etdump), source_time_scale=TimeScale.NS,
                                   target_time_scale=TimeScale.MS)
         except Exception as e:   # flatbuffer and inspector errors come in many types
-            raise ValueError(f"{type(e).__name__}: {str(e).strip()[:120] or 'unreadable'}") from None
+            first = (str(e).strip().splitlines() or ["unreadable"])[0]
+            raise ValueError(f"{type(e).__name__}: {first[:120]}") from None
+    # Executions may come in one event or several (blocks); their order is the order they ran.
     events = [e for block in inspector.event_blocks for e in block.events if e.name == "Method::execute"]
-    if len(events) != 1 or events[0].perf_data is None:
-        raise ValueError(f"expected one Method::execute event with timings, found {len(events)}")
-    times = [float(t) for t in events[0].perf_data.raw]
+    if not events or any(e.perf_data is None for e in events):
+        raise ValueError(f"expected Method::execute events with timings, found {len(events)} without")
+    times = [float(t) for e in events for t in e.perf_data.raw]
     if not times or any(not 0 <= t < float("inf") for t in times):
         raise ValueError("the Method::execute timings are empty or not finite")
     return times
-
-
-def _last_line(text: str) -> str:
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[-1] if lines else "no output"

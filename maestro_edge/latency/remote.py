@@ -87,7 +87,7 @@ def measure_remote_table(ckpt: LoDCheckpoint, profile: DeviceProfile, transport:
     closes it); the run removes its files from the target's workdir when it ends.
     """
     protocol = protocol or Protocol(threads=profile.threads)
-    timer = _timer_for(transport, profile, protocol.threads, python, runner)
+    timer = timer_for(transport, profile, protocol.threads, python, runner)
     try:
         return measure_table(ckpt, profile, timer, protocol, table_path, progress)
     except TransportError as e:
@@ -133,17 +133,16 @@ def measure_device_table(ckpt: LoDCheckpoint, profile: DeviceProfile, *, host: s
         return measure_remote_table(ckpt, profile, t, protocol, table_path, progress, python or "python3", runner)
 
 
-def _timer_for(transport: Transport, profile: DeviceProfile, threads: int, python: str,
-               runner: str | Path | None) -> Timer:
+def timer_for(transport: Transport, profile: DeviceProfile, threads: int, python: str,
+              runner: str | Path | None) -> Timer:
     """The agent over ssh (or locally), the user's ExecuTorch runner over adb."""
     if isinstance(transport, AdbTransport):
-        from maestro_edge.latency.android import RunnerTimer, check_runner
+        from maestro_edge.latency.android import RunnerTimer
 
-        runner = check_runner(runner, profile.name)
         if profile.runtime != "executorch-xnnpack":
             raise ProfileError(f"device profile {profile.name}: runtime {profile.runtime!r} cannot be measured over "
                                "adb; a phone runs executorch-xnnpack programs with executor_runner")
-        return RunnerTimer(transport, runner, threads)
+        return RunnerTimer(transport, runner, threads, profile.name)
     if runner is not None:
         raise UsageError(f"--runner: only for adb devices; {profile.name} is reached over {transport.name}")
     if profile.runtime not in AGENT_RUNTIMES:

@@ -120,9 +120,13 @@ class _LoDBase(nn.Module):
         """
         r = self.active_rank
         with torch.no_grad():
-            u, v = _balanced_svd(self.u[:, :r].flatten(1) @ self.v[:r].flatten(1), r)
-            self.u[:, :r] = u.reshape(self.u[:, :r].shape).to(self.u.dtype)
-            self.v[:r] = v.reshape(self.v[:r].shape).to(self.v.dtype)
+            product = self.u[:, :r].flatten(1).double() @ self.v[:r].flatten(1).double()
+            k = min(r, *product.shape)   # a rank above min(out, in) adds nothing: those components become 0
+            u, v = _balanced_svd(product, k)
+            self.u[:, :r] = 0
+            self.v[:r] = 0
+            self.u[:, :k] = u.reshape(self.u[:, :k].shape).to(self.u.dtype)
+            self.v[:k] = v.reshape(self.v[:k].shape).to(self.v.dtype)
         return self
 
     def truncate_(self, rank: int) -> "_LoDBase":

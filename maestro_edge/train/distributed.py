@@ -30,6 +30,11 @@ class DistContext:
     def barrier(self) -> None:
         torch_dist.barrier()
 
+    def broadcast_(self, tensors) -> None:
+        """Overwrite ``tensors`` in every process with process 0's values."""
+        for tensor in tensors:
+            torch_dist.broadcast(tensor, src=0)
+
     def all_reduce_sum(self, total: torch.Tensor, count: int) -> tuple[torch.Tensor, int]:
         """Sum a 0-d tensor and an int over all processes."""
         both = torch.stack([total.double(), torch.tensor(float(count), dtype=torch.float64, device=total.device)])

@@ -7,9 +7,11 @@ whose rank is above break-even run as one dense op on the composed weight U_r V_
 ``distill`` the full-rank network also runs: CE(full, labels) + CE(truncated, softmax(full).detach())
 (FjORD/Maestro self-distillation, about 2× the compute). After every epoch: progressive shrinking,
 BatchNorm recalibration on training images, validation, and a resumable state (``progress``).
-With ``warmup_epochs`` the first epochs train the full-rank network alone (no sampling, penalty or
-shrinking), then every layer is re-split by SVD (Maestro's ``--full-training-epochs``): LoD then starts
-from a trained network whose components are already ordered by strength.
+With ``warmup_epochs`` the first epochs train the full-rank factor pairs alone (no sampling, penalty or
+shrinking), then every layer is re-split by SVD, so LoD starts from a trained network whose components
+are ordered by strength. This is close to Maestro's ``--full-training-epochs`` (dense training, then
+SVD), not the same: the warm-up trains U and V, on which weight decay acts like a nuclear-norm penalty
+on W = UV rather than an L2 penalty on W.
 
 Determinism: everything random comes from the recipe's seed (data order per epoch, rank sampler),
 so two runs with the same seed and thread count give the same weights, a run resumed from its
@@ -131,14 +133,18 @@ class TrainStep:
         return task
 
 
-def end_warmup_(model: nn.Module, optimizer) -> None:
+def end_warmup_(model: nn.Module, optimizer, dist: DistContext | None = None) -> None:
     """After the full-rank warm-up: SVD re-split of every LoD layer, and fresh optimizer state.
 
-    Maestro's ``--full-training-epochs`` trains dense, decomposes and rebuilds the optimizer; momentum
-    buffers of the old factors mean nothing for the re-split ones. The lr schedule goes on.
+    Momentum buffers of the old factors mean nothing for the re-split ones (Maestro rebuilds its
+    optimizer after its dense warm-up too); the lr schedule goes on. In a distributed run process 0's
+    split is broadcast: DDP never re-syncs parameters, and SVD signs need not agree across devices.
     """
-    for layer in lod_layers(model).values():
+    layers = lod_layers(model).values()
+    for layer in layers:
         layer.resplit_()
+    if dist:
+        dist.broadcast_([p.data for layer in layers for p in (layer.u, layer.v)])
     optimizer.state.clear()
 
 
@@ -242,7 +248,7 @@ def train_lod(model: nn.Module, data: ImageData, recipe: Recipe,
             if dist:
                 total, count = dist.all_reduce_sum(total, count)
             if epoch + 1 == recipe.warmup_epochs:
-                end_warmup_(model, optimizer)
+                end_warmup_(model, optimizer, dist)
             shrinking = recipe.shrink_threshold > 0 and not step.warming_up
             shrunk = shrink_(model, recipe.shrink_threshold) if shrinking else {}
             if shrunk:

@@ -281,3 +281,24 @@ def test_warm_up_executions_are_dropped_and_each_round_keeps_its_median(tmp_path
     assert sorted(medians["a"] + medians["b"]) == [2.0 + k for k in range(1, 7)]   # the middle of 3 timed ones
     assert len({etdump for _, etdump, _ in runs}) == 6, "an ETDump per probe and round: none read twice"
     assert runner_timeout_s(25, 2.0) < runner_timeout_s(25, 200.0) < runner_timeout_s(250, 200.0)
+
+
+def test_a_hung_runner_is_stopped_on_the_phone(ckpt, fake_adb, tmp_path, monkeypatch):
+    import maestro_edge.latency.android as android
+
+    hung = tmp_path / "executor_runner"
+    hung.write_text("#!/bin/sh\nexec sleep 987\n")                     # never finishes
+    hung.chmod(0o755)
+    monkeypatch.setattr(android, "RUNNER_START_S", 1.0)
+    with AdbTransport(adb=str(fake_adb)) as t, pytest.raises(TransportError) as error:
+        measure_remote_table(ckpt, PIXEL7, t, TINY, tmp_path / "t.json", runner=hung)
+    assert "did not finish within 2 s" in str(error.value) and "was stopped" in str(error.value)
+    left = [c for c in Path("/proc").glob("[0-9]*/cmdline") if _read(c) == b"sleep\x00987\x00"]
+    assert not left, "the phone-side timeout must kill the runner, not leave it running"
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError:   # the process ended while we looked
+        return b""

@@ -17,7 +17,7 @@ import maestro_edge
 from maestro_edge.devices import agent
 from maestro_edge.devices.profile import DeviceProfile
 from maestro_edge.devices.transports import AdbTransport, LocalTransport, SshTransport
-from maestro_edge.errors import TransportError, UsageError
+from maestro_edge.errors import ProfileError, TransportError, UsageError
 from maestro_edge.latency.measure import QUICK, Protocol
 from maestro_edge.latency.remote import (STARTUP_S, agent_timeout_s, call_bound_ms, export_probe, interpreter, macs,
                                          measure_remote_table)
@@ -86,7 +86,7 @@ def test_missing_runtime_names_the_interpreter_and_the_fix(ckpt, tmp_path):
 
 
 def test_adb_and_bad_interpreters_are_refused(ckpt, tmp_path):
-    with pytest.raises(UsageError, match="adb"):
+    with pytest.raises(ProfileError, match="'onnxruntime' cannot be measured over adb"):   # runtime first
         measure_remote_table(ckpt, PROFILE, AdbTransport("X1"), QUICK, tmp_path / "t.json")
     ssh, local = SshTransport("pi@raspberrypi.local"), LocalTransport()
     assert interpreter(ssh, "~/venv/bin/python") == "venv/bin/python"
@@ -174,7 +174,8 @@ def test_measure_device_table_refuses_flags_that_cannot_work(ckpt, tmp_path, tra
     from maestro_edge.latency.remote import measure_device_table
 
     with pytest.raises(UsageError, match=message):
-        measure_device_table(ckpt, _profile(transport), table_path=tmp_path / "t.json", **kwargs)
+        runtime = "executorch-xnnpack" if transport == "adb" else "onnxruntime"
+        measure_device_table(ckpt, _profile(transport, runtime), table_path=tmp_path / "t.json", **kwargs)
 
 
 @pytest.mark.slow

@@ -189,9 +189,19 @@ def test_an_architecture_that_cannot_take_the_images_is_a_usage_error(tmp_path):
 def test_warmup_epochs_train_full_rank_then_resplit(tmp_path, monkeypatch):
     import maestro_edge.train.loop as loop
 
-    resplits = []
+    resplits, probe = [], torch.randn(8, 1, 8, 8, generator=torch.Generator().manual_seed(3))
+
+    def end_and_check(model, optimizer, dist=None):
+        model.eval()
+        with torch.no_grad():
+            before = model(probe)
+            real_end(model, optimizer, dist)
+            after = model(probe)
+        model.train()
+        resplits.append((len(optimizer.state), float((after - before).abs().max())))
+
     real_end = loop.end_warmup_
-    monkeypatch.setattr(loop, "end_warmup_", lambda model, opt: (resplits.append(len(opt.state)), real_end(model, opt)))
+    monkeypatch.setattr(loop, "end_warmup_", end_and_check)
     sampled = []
     real_step = SingleLayerSampler.step
     monkeypatch.setattr(SingleLayerSampler, "step", lambda self: sampled.append(real_step(self)))
@@ -199,11 +209,23 @@ def test_warmup_epochs_train_full_rank_then_resplit(tmp_path, monkeypatch):
     from maestro_edge.data import load_dataset
 
     steps = steps_per_epoch(len(load_dataset("digits", 0, 96).train_x), 32)
-    assert len(resplits) == 1 and resplits[0] > 0               # once, with momentum state to drop
+    assert len(resplits) == 1                                    # once, at the end of the warm-up epoch
+    state_left, change = resplits[0]
+    assert state_left == 0 and change < 1e-4                     # fresh optimizer state; same function
     assert len(sampled) == steps                                 # only the second epoch drew ranks
     assert ckpt.progress["history"][0]["shrunk"] == {}           # and did not shrink
-    for layer in lod_layers(ckpt.model).values():
-        v_sq, u_sq = layer.component_sq_norms()
-        assert torch.isfinite(v_sq).all() and torch.isfinite(u_sq).all()
+
+
+def test_resume_across_the_warmup_boundary_equals_an_uninterrupted_run(tmp_path):
+    recipe = _recipe(epochs=2, warmup_epochs=1)
+    full = _train(tmp_path / "full.pt", recipe)
+
+    def stop_after_first(epoch, metrics):
+        if epoch == 0:
+            raise Stop
+
+    with pytest.raises(Stop):
+        _train(tmp_path / "resumed.pt", recipe, on_epoch=stop_after_first)
+    _assert_same_weights(full.model, _train(tmp_path / "resumed.pt", recipe).model)
     with pytest.raises(ValueError, match="warmup_epochs"):
         _recipe(epochs=2, warmup_epochs=2)
