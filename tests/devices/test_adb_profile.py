@@ -302,3 +302,22 @@ def _read(path: Path) -> bytes:
         return path.read_bytes()
     except OSError:   # the process ended while we looked
         return b""
+
+
+def test_fit_times_the_export_on_the_phone(tiny_checkpoint, fake_adb, runner, tmp_path, monkeypatch):
+    """fit's closed loop over adb: the exported model is timed by the runner, and the phone is left clean."""
+    import maestro_edge.fit as fit_module
+    from maestro_edge.fit import Fitter
+    from maestro_edge.latency.android import RunnerTimer
+
+    monkeypatch.setattr(fit_module, "Protocol", lambda threads: Protocol(threads=threads, warmup=1, rounds=2, calls=3))
+    with AdbTransport(adb=str(fake_adb)) as transport:
+        timer = RunnerTimer(transport, runner, PIXEL7.threads, "pixel7")
+        try:
+            record = Fitter(LoDCheckpoint.load(tiny_checkpoint)).fit(PIXEL7, 1000.0, tmp_path / "fit", timer=timer)
+        finally:
+            timer.cleanup()
+    assert record["measured_ms"] > 0 and record["tries"][-1]["measured_ms"] == record["measured_ms"]
+    runs = runner_runs(tmp_path)
+    assert len(runs) == 1 + 2 and all(flag(r, "cpu_threads") == "4" for r in runs)   # pre-flight + 2 rounds
+    assert list((device_root() / "data/local/tmp/maestro-edge").iterdir()) == []
