@@ -116,7 +116,7 @@ class LoDCheckpoint:
             overrides = {name: spec["max_rank"] for name, spec in layers.items()}
             # Layers the checkpoint kept dense stay dense: skip every name not listed.
             skip = {f"re:(?!({'|'.join(map(re.escape, layers))})$).*": "skip"} if layers else {"re:.*": "skip"}
-            factorize_(model, FactorizeConfig(overrides={**overrides, **skip}))
+            factorize_(model, FactorizeConfig(overrides={**overrides, **skip}), svd_init=False)
             model.load_state_dict(blob["state_dict"])
             for name, layer in lod_layers(model).items():
                 active = layers[name]["active_rank"]

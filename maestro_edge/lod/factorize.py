@@ -52,8 +52,11 @@ class FactorizeReport:
         return "\n".join(lines)
 
 
-def factorize_(model: nn.Module, config: FactorizeConfig | None = None) -> FactorizeReport:
-    """Replace every nn.Linear / nn.Conv2d in ``model`` by its LoD layer (balanced SVD init)."""
+def factorize_(model: nn.Module, config: FactorizeConfig | None = None, svd_init: bool = True) -> FactorizeReport:
+    """Replace every nn.Linear / nn.Conv2d in ``model`` by its LoD layer (balanced SVD init).
+
+    svd_init=False skips the SVDs (seconds for a ResNet-18) when a state dict is loaded right after.
+    """
     config = config or FactorizeConfig()
     report = FactorizeReport()
     targets = []
@@ -70,9 +73,9 @@ def factorize_(model: nn.Module, config: FactorizeConfig | None = None) -> Facto
             continue
         try:
             if isinstance(module, nn.Linear):
-                new = LoDLinear.from_linear(module, rule)
+                new = LoDLinear.from_linear(module, rule, svd_init)
             else:
-                new = LoDConv2d.from_conv2d(module, rule)
+                new = LoDConv2d.from_conv2d(module, rule, svd_init)
         except ValueError as e:
             report.skipped[name] = str(e)
             continue

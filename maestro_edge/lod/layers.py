@@ -170,13 +170,18 @@ class LoDLinear(_LoDBase):
     out_dim = property(lambda self: self.out_features)
 
     @classmethod
-    def from_linear(cls, layer: nn.Linear, max_rank: int | None = None) -> "LoDLinear":
-        """Factorize ``layer`` by balanced SVD; at full rank the output equals the dense layer's."""
+    def from_linear(cls, layer: nn.Linear, max_rank: int | None = None, svd_init: bool = True) -> "LoDLinear":
+        """Factorize ``layer`` by balanced SVD; at full rank the output equals the dense layer's.
+
+        svd_init=False: the same shapes without the SVD (for weights about to be loaded from a checkpoint).
+        """
         weight = layer.weight
         full = min(weight.shape)
         rank = full if max_rank is None else min(max_rank, full)
         new = cls(layer.in_features, layer.out_features, rank, layer.bias is not None,
                   device=weight.device, dtype=weight.dtype)
+        if not svd_init:
+            return new
         u, v = _balanced_svd(weight, rank)
         with torch.no_grad():
             new.u.copy_(u)
@@ -238,8 +243,11 @@ class LoDConv2d(_LoDBase):
     out_dim = property(lambda self: self.out_channels)
 
     @classmethod
-    def from_conv2d(cls, layer: nn.Conv2d, max_rank: int | None = None) -> "LoDConv2d":
-        """Factorize ``layer`` (groups must be 1) by balanced SVD of its C_out × (C_in·k·k) matrix."""
+    def from_conv2d(cls, layer: nn.Conv2d, max_rank: int | None = None, svd_init: bool = True) -> "LoDConv2d":
+        """Factorize ``layer`` (groups must be 1) by balanced SVD of its C_out × (C_in·k·k) matrix.
+
+        svd_init=False: the same shapes without the SVD (for weights about to be loaded from a checkpoint).
+        """
         if layer.groups != 1:
             raise ValueError("grouped/depthwise convolutions cannot be factorized (groups != 1)")
         if layer.padding_mode != "zeros":
@@ -250,6 +258,8 @@ class LoDConv2d(_LoDBase):
         new = cls(layer.in_channels, layer.out_channels, layer.kernel_size, rank, layer.stride,
                   layer.padding, layer.dilation, layer.bias is not None,
                   device=weight.device, dtype=weight.dtype)
+        if not svd_init:
+            return new
         u, v = _balanced_svd(weight.flatten(1), rank)
         with torch.no_grad():
             new.u.copy_(u[:, :, None, None])

@@ -121,3 +121,22 @@ def test_resnet18_is_fully_factorized_as_in_the_paper():
     assert len(report.swapped) == 21 and not report.skipped        # 20 convs (3 shortcuts) + fc
     assert sum(report.swapped.values()) == 4325                     # Σ r_i of maestro.md §2.3
     assert isinstance(model.fc, LoDLinear) and report.swapped["conv1"] == 27
+
+
+def test_a_loaded_checkpoint_computes_what_was_saved_without_any_svd(tmp_path, monkeypatch):
+    import maestro_edge.lod.layers as layers_module
+    from maestro_edge.lod.checkpoint import LoDCheckpoint
+    from maestro_edge.models import build_model
+
+    torch.manual_seed(0)
+    arch = {"name": "small_cnn", "in_channels": 1, "num_classes": 10, "kwargs": {"widths": [4, 8], "hidden": 8}}
+    model = build_model(arch["name"], 1, 10, **arch["kwargs"])
+    factorize_(model)
+    first = next(iter(lod_layers(model).values()))
+    first.active_rank = max(1, first.max_rank // 2)
+    LoDCheckpoint(model=model.eval(), arch=arch, data={"name": "digits", "input_shape": [1, 1, 8, 8]}).save(
+        tmp_path / "m.pt")
+    monkeypatch.setattr(layers_module, "_balanced_svd", lambda *a: pytest.fail("loading must not run an SVD"))
+    loaded = LoDCheckpoint.load(tmp_path / "m.pt").model
+    x = torch.randn(3, 1, 8, 8)
+    assert torch.equal(loaded(x), model(x))
