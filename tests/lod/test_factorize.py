@@ -14,6 +14,7 @@ What gets swapped and what does not, and why:
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
