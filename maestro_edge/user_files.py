@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from maestro_edge.errors import MaestroError
@@ -20,3 +21,12 @@ def read_user_text(path: str | Path, what: str, expected: str, error: type[Maest
         raise error(f"{what} {str(path)!r} is not text (a binary file?); pass {expected}") from None
     except OSError as e:
         raise error(f"{what} {str(path)!r} cannot be read ({e.strerror}); pass {expected}") from None
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a file's bytes, read in 1 MiB chunks (runner binaries, data set files)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

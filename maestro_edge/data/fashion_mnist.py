@@ -13,7 +13,6 @@ can recalibrate BatchNorm and measure accuracy on a machine without the package:
 from __future__ import annotations
 
 import gzip
-import hashlib
 import os
 import struct
 import sys
@@ -24,6 +23,7 @@ import torch
 
 from maestro_edge.data import ImageData, take
 from maestro_edge.errors import DataError
+from maestro_edge.user_files import file_sha256
 
 DEFAULT_DIR = Path("/usr/share/datasets/fashion-mnist")
 ENV_DIR = "MAESTRO_EDGE_FASHION_MNIST_DIR"    # another folder with the four IDX .gz files
@@ -95,14 +95,6 @@ def load_fashion_mnist(seed: int = 0, limit: int | None = None, root: str | Path
                      normalize(raw["test_x"][test.numpy()]), _labels(raw["test_y"][test.numpy()]))
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def export_heldout(path: str | Path = HELDOUT_PATH, seed: int = 0, n_val: int = 1000, n_test: int = 1000,
                    root: str | Path | None = None) -> Path:
     """Write the first ``n_val`` validation images of ``seed``'s split and the first ``n_test`` test
@@ -118,7 +110,7 @@ def export_heldout(path: str | Path = HELDOUT_PATH, seed: int = 0, n_val: int = 
             f, format=np.array(HELDOUT_FORMAT), seed=np.array(seed),
             val_x=raw["train_x"][val], val_y=raw["train_y"][val], val_index=val.astype(np.int32),
             test_x=raw["test_x"][:n_test], test_y=raw["test_y"][:n_test],
-            source_sha256=np.array([_sha256(folder / FILES["train_x"]), _sha256(folder / FILES["test_x"])]))
+            source_sha256=np.array([file_sha256(folder / FILES["train_x"]), file_sha256(folder / FILES["test_x"])]))
     return path
 
 

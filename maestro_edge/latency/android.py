@@ -41,7 +41,6 @@ the test double tests/doubles/fake_executor_runner takes the same flags.
 from __future__ import annotations
 
 import functools
-import hashlib
 import math
 import posixpath
 import random
@@ -56,6 +55,7 @@ from maestro_edge.devices.transports import AdbTransport, RunResult, last_line
 from maestro_edge.errors import TransportError, UsageError
 from maestro_edge.latency.measure import Protocol, Timing, summarize
 from maestro_edge.latency.profile import Modules, Timer, call_probe
+from maestro_edge.user_files import file_sha256
 
 RUNNER = "executor_runner"                 # its name on the phone
 RUNNER_START_S = 60.0    # process start + program load on a phone: an upper bound that only stops a hung run
@@ -83,14 +83,6 @@ def check_runner(runner: str | Path | None, device: str = "the phone") -> Path:
     return path.absolute()
 
 
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 class RunnerTimer(Timer):
     """Times probe batches on an Android phone with the user's ``executor_runner`` (see the module doc)."""
 
@@ -101,7 +93,7 @@ class RunnerTimer(Timer):
             raise UsageError("RunnerTimer needs an AdbTransport (the runner is for an Android phone)")
         self.transport, self.threads = transport, threads
         self.runner = check_runner(runner, device)
-        self.runner_sha256 = sha256_of(self.runner)
+        self.runner_sha256 = file_sha256(self.runner)
         self._run_dir = f"run-{secrets.token_hex(4)}"   # one per run: two runs on one phone never collide
         self._fingerprint: dict | None = None
         self._threads_confirmed: bool | None = None
