@@ -2,6 +2,9 @@
 
     python bench/bench_host.py [--model CKPT] [--plans 24] [--budgets 10] [--quick]
 
+The model defaults to tests/fixtures/digits.lod.pt, the small digits CNN that was the embedded default
+when P1/P2/P5 were first measured (the ResNet-18 default takes ~1 h here: pass its path with --model).
+
 P1: random rank plans of the model; the latency table's prediction vs the exported .pte measured end
     to end (all plans timed in one interleaved session, 1 thread, ExecuTorch XNNPACK).
 P2: budgets spread between the fastest and the dense model; `fit` on each; measured / budget.
@@ -23,7 +26,6 @@ from pathlib import Path
 
 import torch
 
-from maestro_edge.cli import DEFAULT_MODEL
 from maestro_edge.devices.profile import find_profile
 from maestro_edge.export.pte import lower_to_pte
 from maestro_edge.export.truncate import deployable
@@ -34,6 +36,7 @@ from maestro_edge.latency.probes import layer_input_shapes, layer_options
 from maestro_edge.lod.checkpoint import LoDCheckpoint
 from maestro_edge.lod.layers import lod_layers
 
+SMALL_MODEL = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "digits.lod.pt"
 
 def machine() -> str:
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
@@ -89,7 +92,7 @@ def bench_sweep(ckpt, table, n_budgets: int, out: Path):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=str(DEFAULT_MODEL))
+    parser.add_argument("--model", default=str(SMALL_MODEL))
     parser.add_argument("--plans", type=int, default=24)
     parser.add_argument("--budgets", type=int, default=10)
     parser.add_argument("--quick", action="store_true", help="smoke mode: 4 plans, 2 budgets, short protocol")

@@ -46,7 +46,7 @@ from maestro_edge.train.sampler import SingleLayerSampler
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "training.md"
-DEFAULT_MODEL = ROOT / "maestro_edge" / "assets" / "default.lod.pt"
+SMALL_MODEL = ROOT / "tests" / "fixtures" / "digits.lod.pt"   # the embedded default when P6's CPU rows were measured
 SUFFIXES = ("mask", "factors", "loop", "distill")
 CPU_VARIANTS = "dense,lod,lod-mask,lod-factors-loop,lod-distill"
 CUDA_VARIANTS = "dense,lod-mask,lod-mask-factors,lod-mask-loop,lod"
@@ -84,9 +84,9 @@ class LoopPenaltyStep(TrainStep):
 
 
 def default_arch() -> tuple[str, dict]:
-    """The architecture of the shipped default model (name, kwargs)."""
+    """The architecture of the small digits model (name, kwargs); pass --arch for another."""
     try:
-        blob = torch.load(DEFAULT_MODEL, map_location="cpu", weights_only=True)
+        blob = torch.load(SMALL_MODEL, map_location="cpu", weights_only=True)
         return blob["arch"]["name"], dict(blob["arch"].get("kwargs", {}))
     except (OSError, RuntimeError, KeyError):
         return "small_cnn", {}
@@ -160,7 +160,7 @@ def parse_input(text: str) -> tuple[int, ...]:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--arch", default=None, help="architecture (default: the shipped default model's)")
+    parser.add_argument("--arch", default=None, help="architecture (default: the digits CNN of tests/fixtures)")
     parser.add_argument("--input", type=parse_input, default=(1, 28, 28), help="C×H×W of one image (default 1x28x28)")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--device", default="cpu")

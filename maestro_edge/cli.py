@@ -76,6 +76,8 @@ ARCHS = ("small_cnn", "lenet5", "resnet18", "vgg19_bn")   # kept here: importing
 @click.option("--arch", type=click.Choice(ARCHS), default="small_cnn", show_default=True, help="Architecture to train.")
 @click.option("--data", "data_name", type=click.Choice(["digits", "fashion-mnist"]), default="digits",
               show_default=True, help="Offline data set (fashion-mnist: Debian package dataset-fashion-mnist).")
+@click.option("--input-size", type=click.IntRange(min=8), default=None,
+              help="resnet18: resize inputs to this size inside the model (bilinear), e.g. 96 for phone-sized compute.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Checkpoint to write (saved after every epoch; a rerun resumes it).")
 @click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True)
@@ -99,7 +101,7 @@ ARCHS = ("small_cnn", "lenet5", "resnet18", "vgg19_bn")   # kept here: importing
 @click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
-def train(arch, data_name, out, epochs, batch_size, lr, gl_lambda, shrink_threshold, sampler, distill, constant_shapes,
+def train(arch, data_name, input_size, out, epochs, batch_size, lr, gl_lambda, shrink_threshold, sampler, distill, constant_shapes,
           warmup_epochs, bn_samples, limit, resume, train_device, precision, seed, quiet):
     """Train a LoD model and save a checkpoint with its importance table.
 
@@ -110,6 +112,8 @@ def train(arch, data_name, out, epochs, batch_size, lr, gl_lambda, shrink_thresh
       maestro-edge train --arch resnet18 --data fashion-mnist --epochs 30 --device cuda --precision bf16 --out r18.pt
     """
     check_output_file(out)
+    if input_size is not None and arch != "resnet18":
+        raise click.BadParameter(f"only resnet18 takes an input size, not {arch}", param_hint="--input-size")
     if warmup_epochs >= epochs:
         raise click.BadParameter(f"must be below --epochs ({epochs}): LoD needs at least one epoch after the warm-up",
                                  param_hint="--warmup-epochs")
@@ -129,8 +133,9 @@ def train(arch, data_name, out, epochs, batch_size, lr, gl_lambda, shrink_thresh
         report(f"epoch {m['epoch']}/{epochs}: train loss {m['train_loss']:.3f}, val acc {m['val_accuracy']:.3f}, "
                f"{m['elapsed_s']:.0f} s")
 
-    ckpt = train_checkpoint(arch, data_name, recipe, out, on_epoch=on_epoch, resume=resume, limit=limit,
-                            device=train_device, precision=precision)
+    arch_kwargs = {"input_size": input_size} if input_size is not None else None
+    ckpt = train_checkpoint(arch, data_name, recipe, out, on_epoch=on_epoch, arch_kwargs=arch_kwargs, resume=resume,
+                            limit=limit, device=train_device, precision=precision)
     if is_main_process():
         click.echo(f"wrote {out}: test accuracy {ckpt.metrics['test_accuracy']:.4f}, digest {ckpt.digest()}")
 

@@ -1,9 +1,26 @@
-"""Shared fixtures: an isolated cache, and a tiny trained LoD checkpoint (seconds to build)."""
+"""Shared fixtures: an isolated cache, the test default model, and a tiny trained LoD checkpoint."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
+
+# The embedded default (ResNet-18 on Fashion-MNIST at 96x96, 5 GMAC) takes minutes per fit on a 2-core
+# machine. Tests that do not pass --model get this small digits CNN (the previous default) instead;
+# tests marked ``real_default`` run the shipped model.
+DIGITS_MODEL = Path(__file__).parent / "fixtures" / "digits.lod.pt"
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "real_default: runs the embedded default model (slow: minutes)")
+
+
+@pytest.fixture(autouse=True)
+def _test_default_model(request, monkeypatch):
+    if request.node.get_closest_marker("real_default") is None:
+        monkeypatch.setattr("maestro_edge.cli.DEFAULT_MODEL", DIGITS_MODEL)
 
 
 @pytest.fixture(autouse=True, scope="session")

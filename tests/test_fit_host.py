@@ -12,6 +12,7 @@ from maestro_edge.cli import main
 from maestro_edge.data import load_dataset
 from maestro_edge.export.truncate import deployable
 from maestro_edge.export.verify import ATOL
+from maestro_edge.fit import BN_BATCH, BN_SAMPLES
 from maestro_edge.latency.table import LatencyTable, cached_table_path
 from maestro_edge.lod.checkpoint import LoDCheckpoint
 from maestro_edge.train.evaluate import recalibrate_bn_
@@ -74,7 +75,7 @@ def test_fit_host_binding_budget(capsys, tmp_path, tiny_checkpoint, host_table):
     # Rebuild the fitted model independently and run both exported files against it.
     small = deployable(ckpt.model, record["ranks"])
     data = load_dataset(ckpt.data["name"], ckpt.data["seed"])
-    recalibrate_bn_(small, data.val_x)
+    recalibrate_bn_(small, data.val_x[:BN_SAMPLES], BN_BATCH)   # as fit does
     small.eval()
     x = data.test_x[:8]
     import onnxruntime as ort

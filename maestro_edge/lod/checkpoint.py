@@ -63,12 +63,17 @@ class LoDCheckpoint:
 
     def save(self, path: str | Path) -> None:
         """Write atomically: a temporary file in the same folder, then a rename."""
+        self.save_dict(self.to_dict(), path)
+
+    @staticmethod
+    def save_dict(blob: dict, path: str | Path) -> None:
+        """Write a checkpoint's dict form atomically (``save``; ``lod.compact`` writes a reduced one)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as f:
-                torch.save(self.to_dict(), f)
+                torch.save(blob, f)
             os.chmod(tmp, readable_mode())
             os.replace(tmp, path)
         except BaseException:

@@ -10,7 +10,7 @@ Words on the page, used the same way everywhere:
 * **measured**: the whole exported model timed on the device (``measured_ms``, the median run);
 * **estimated**: not timed as a whole; the solver's prediction, the sum of a per-layer latency table
   (``predicted_ms``) whose entries were themselves measured on the device or estimated by the
-  roofline estimator (``latency_source``).
+  per-operator estimator (``latency_source``).
 
 All fit.json files are read and checked before matplotlib is imported, so a bad sweep fails fast
 with one line naming the file.
@@ -400,7 +400,7 @@ def render_html(fits: list[Fit], folder: Path, pngs: dict[str, bytes]) -> str:
 <dl class="terms">
 <dt>measured</dt><dd>the whole exported model timed on the device (median run).</dd>
 <dt>estimated</dt><dd>not timed as a whole: the solver's prediction, a sum of per-layer latencies that were
-themselves measured on the device or estimated by the roofline model (the fit's <i>latency source</i>).</dd>
+themselves measured on the device or estimated by the per-operator model (the fit's <i>latency source</i>).</dd>
 </dl>
 
 <h2>Accuracy vs latency</h2>

@@ -1,12 +1,16 @@
-"""Latency estimator: op shapes, reference-network MACs, monotonicity, and the Raspberry Pi 4 check.
+"""Latency estimator: op shapes, reference-network MACs, monotonicity, and the Raspberry Pi 4 checks.
 
-Every latency here is an ESTIMATE. The rpi4 check compares it with published whole-model latencies that were
+Every latency here is an ESTIMATE. The rpi4 checks compare it with published whole-model latencies that were
 NOT used to set any estimator parameter (see profiles/rpi4.toml provenance and bench/results/estimator.md).
+The MobileNetV2 / ResNet-18 check was seen before the estimator's memory term was chosen; the held-out checks
+(other networks, same board) were not: they are the out-of-sample evidence for it (closer than the previous
+model, still low on MobileNets).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import subprocess
 import sys
 
@@ -14,9 +18,11 @@ import pytest
 
 from maestro_edge.devices.profile import find_profile
 from maestro_edge.errors import ProfileError
-from maestro_edge.latency.estimate import estimate_op_ms, estimate_ops_ms, host_efficiency
+from maestro_edge.latency.estimate import (estimate_op_ms, estimate_ops_ms, host_efficiency, op_time_terms,
+                                           sustained_memory_gbs)
 from maestro_edge.latency.ops import OpSpec, low_rank_pair
-from maestro_edge.latency.reference_nets import mobilenet_v2, resnet18, resnet50
+from maestro_edge.latency.reference_nets import (REFERENCE_NETS, mobilenet_v1, mobilenet_v2, mobilenet_v3_large,
+                                                 mobilenet_v3_small, resnet18, resnet50, vgg16)
 
 DEVICES = ("rpi4", "rpi5", "pixel7")
 
@@ -56,9 +62,20 @@ def test_low_rank_pair_macs():
 
 # -- reference networks -------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("build, expected", [(mobilenet_v2, 300.8e6), (resnet18, 1.814e9), (resnet50, 4.089e9)])
+@pytest.mark.parametrize("build, expected", [(mobilenet_v2, 300.8e6), (resnet18, 1.814e9), (resnet50, 4.089e9),
+                                             (mobilenet_v1, 569e6), (mobilenet_v3_large, 217e6),
+                                             (mobilenet_v3_small, 56.5e6), (vgg16, 15.47e9)])
 def test_reference_net_macs(build, expected):
+    # The papers: MobileNet v1 569 M, MobileNetV3-Large 219 M and -Small 56 M (Howard et al. 2019 round up), VGG-16 15.5 G.
     assert total_macs(build()) == pytest.approx(expected, rel=0.01)
+
+
+@pytest.mark.parametrize("build, params", [(mobilenet_v1, 4.23e6), (mobilenet_v3_large, 5.48e6),
+                                           (mobilenet_v3_small, 2.54e6), (vgg16, 138.36e6)])
+def test_reference_net_parameters(build, params):
+    # torchvision's parameter counts, less BatchNorm (folded here into conv biases)
+    weights = sum(op.weight_bytes() for op in build()) / 4
+    assert weights == pytest.approx(params, rel=0.01)
 
 
 # -- the estimator ------------------------------------------------------------------------------------
@@ -78,6 +95,22 @@ def test_more_threads_never_slower(device):
     for op in resnet18()[:4] + mobilenet_v2()[:4]:
         times = [estimate_op_ms(op, dataclasses.replace(profile, threads=t)) for t in range(1, 9)]
         assert all(b <= a for a, b in zip(times, times[1:])), (op, times)
+
+
+def test_estimate_is_overhead_plus_compute_plus_memory():
+    profile = find_profile("rpi4")
+    op = OpSpec.conv2d(64, 64, 3, 56)
+    t = op_time_terms(op, profile)
+    assert sustained_memory_gbs(profile) == profile.hardware["memory_gbs_sustained"] < profile.hardware["memory_gbs"]
+    assert estimate_op_ms(op, profile) == pytest.approx(t.overhead_ms + t.compute_ms + t.memory_bytes / (5.56 * 1e6))
+
+
+def test_sustained_bandwidth_falls_back_to_theoretical():
+    pixel7 = find_profile("pixel7")   # no published sustained figure for the Tensor G2
+    assert "memory_gbs_sustained" not in pixel7.hardware and sustained_memory_gbs(pixel7) == pixel7.hardware["memory_gbs"]
+    broken = dataclasses.replace(pixel7, hardware={**pixel7.hardware, "memory_gbs_sustained": 0})
+    with pytest.raises(ProfileError, match="memory_gbs_sustained"):
+        estimate_op_ms(OpSpec.linear(8, 8), broken)
 
 
 def test_profile_without_hardware_figures_is_refused():
@@ -113,11 +146,53 @@ def test_rpi4_resnet18_within_25_percent_of_published():
     assert within(estimate, 100.0, 123.0), f"ResNet-18 on rpi4 estimated at {estimate:.1f} ms"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "KNOWN MISS, reported rather than tuned: the estimator puts MobileNetV2 on a Pi 4 at ~23 ms vs the published "
-    "XNNPACK 41-46 ms. The model scales compute linearly to 4 cores at the Pixel 4 level (XNNPACK#1905), while "
-    "Pi 4 multi-thread speed-ups are ~1.3-1.55x (XNNPACK#999, ncnn 1T/4T); see bench/results/estimator.md."))
 def test_rpi4_mobilenet_v2_within_25_percent_of_published():
-    # XNNPACK fp32 at 4 threads: 41 ms (32-bit OS) / 46 ms (ARM64).
+    # XNNPACK fp32 at 4 threads: 41 ms (32-bit OS) / 46 ms (ARM64). Seen before the memory term was chosen.
     estimate = estimate_ops_ms(mobilenet_v2(), find_profile("rpi4"))
-    assert within(estimate, 43.5, 43.5), f"MobileNetV2 on rpi4 estimated at {estimate:.1f} ms"
+    assert within(estimate, 41.0, 46.0), f"MobileNetV2 on rpi4 estimated at {estimate:.1f} ms"
+
+
+# -- out-of-sample: published rpi4 figures NOT used to choose the estimator ------------------------------
+# google/XNNPACK README, Raspberry Pi table benchmarked 2022-02-08 (end2end-bench, 4 threads, fp32),
+# 32-bit Raspbian / ARM64 columns -- the same table as the MobileNetV2 check above.
+HELD_OUT_XNNPACK = {"mobilenet_v1": (72.0, 77.0), "mobilenet_v3_large": (38.0, 40.0), "mobilenet_v3_small": (13.0, 15.0)}
+# Tencent/ncnn benchmark/README.md, benchncnn 4 threads fp32: "1.8GHz x 4" section (newer ncnn) / "1.5GHz x 4"
+# section (older ncnn). Another runtime (Winograd 3x3), so secondary.
+HELD_OUT_NCNN = {"mobilenet_v1": (61.17, 72.08), "resnet50": (262.83, 335.34), "vgg16": (547.09, 873.71)}
+
+
+def log_error(estimate_ms: float, low_ms: float, high_ms: float) -> float:
+    return 0.0 if low_ms <= estimate_ms <= high_ms else abs(math.log(estimate_ms / (high_ms if estimate_ms > high_ms else low_ms)))
+
+
+def previous_model_ms(ops, profile) -> float:
+    """The estimator before 2026-11-27: memory overlapped with compute (max), at the theoretical bandwidth."""
+    bandwidth = profile.hardware["memory_gbs"] * 1e6
+    return sum(t.overhead_ms + max(t.compute_ms, t.memory_bytes / bandwidth) for t in (op_time_terms(op, profile) for op in ops))
+
+
+def test_held_out_xnnpack_error_below_previous_model():
+    # The rule fixed before these rows were estimated: ship the memory change only if it is closer than the previous
+    # model on them (mean |log error|; 0.33 vs 0.73 when shipped) and has at least as many within +-25% (0 vs 0).
+    profile = find_profile("rpi4")
+    shipped = [log_error(estimate_ops_ms(REFERENCE_NETS[n](), profile), lo, hi) for n, (lo, hi) in HELD_OUT_XNNPACK.items()]
+    previous = [log_error(previous_model_ms(REFERENCE_NETS[n](), profile), lo, hi) for n, (lo, hi) in HELD_OUT_XNNPACK.items()]
+    assert sum(shipped) / 3 < sum(previous) / 3, (shipped, previous)
+    assert sum(e <= math.log(1 / 0.75) for e in shipped) >= sum(e <= math.log(1 / 0.75) for e in previous)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "KNOWN MISS, reported rather than tuned: on the held-out XNNPACK rpi4 rows the estimator gives MobileNet v1 "
+    "47.5 ms (published 72/77), v3-Large 28.2 (38/40), v3-Small 9.7 (13/15): 0.62-0.75 of published, 0 of 3 within "
+    "+-25%. Likely: Pi 4 thread scaling below 4x, and the h-swish / SE / add ops the reference nets leave out; "
+    "see bench/results/estimator.md."))
+@pytest.mark.parametrize("net", sorted(HELD_OUT_XNNPACK))
+def test_held_out_xnnpack_within_25_percent(net):
+    estimate = estimate_ops_ms(REFERENCE_NETS[net](), find_profile("rpi4"))
+    assert within(estimate, *HELD_OUT_XNNPACK[net]), f"{net} on rpi4 estimated at {estimate:.1f} ms"
+
+
+@pytest.mark.parametrize("net", sorted(HELD_OUT_NCNN))
+def test_held_out_ncnn_within_25_percent(net):
+    estimate = estimate_ops_ms(REFERENCE_NETS[net](), find_profile("rpi4"))
+    assert within(estimate, *HELD_OUT_NCNN[net]), f"{net} on rpi4 estimated at {estimate:.1f} ms"

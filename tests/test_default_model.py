@@ -1,0 +1,41 @@
+"""The embedded default model and the README's main job on it (slow: a few minutes of CPU)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from maestro_edge.cli import DEFAULT_MODEL, main
+from maestro_edge.lod.checkpoint import LoDCheckpoint
+
+pytestmark = pytest.mark.real_default
+
+
+def test_the_default_is_the_fashion_mnist_resnet18_and_small_enough_to_ship():
+    ckpt = LoDCheckpoint.load(DEFAULT_MODEL)
+    assert ckpt.arch["name"] == "resnet18" and ckpt.arch["kwargs"] == {"input_size": 96}
+    assert ckpt.data["name"] == "fashion-mnist" and "limit" not in ckpt.data
+    assert ckpt.metrics["stored_dtype"] == "float16" and ckpt.progress["complete"]
+    assert DEFAULT_MODEL.stat().st_size < 26 * 2**20
+    assert set(ckpt.importance["layers"]) == set(ckpt.metrics["factorized"])
+
+
+@pytest.mark.slow
+def test_readme_main_job_binds_on_a_fresh_machine(capsys, monkeypatch, tmp_path):
+    # A fresh machine has no Fashion-MNIST package: fit must use the subset shipped beside the model.
+    monkeypatch.setenv("MAESTRO_EDGE_FASHION_MNIST_DIR", str(tmp_path / "no-dataset-here"))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--device", "pixel7", "--ms", "20", "--out", str(tmp_path / "out"), "--json", "--quiet"])
+    out, err = capsys.readouterr()
+    assert exit_info.value.code == 0, err
+    record = json.loads(out)
+    dense = next(b for b in record["baselines"] if b["name"] == "dense")
+    assert record["budget_binding"] and dense["predicted_ms"] > 20 >= record["predicted_ms"]
+    assert record["latency_source"] == "estimated" and record["measured_ms"] is None
+    assert record["model"]["eval_data"] == "fashion-mnist-heldout" and record["model"]["test_samples"] == 1000
+    assert record["accuracy"] > 0.85 and record["dense_accuracy"] > 0.88
+    uniform = next(b for b in record["baselines"] if b["name"] == "uniform-rank")
+    assert record["accuracy"] > uniform["accuracy"]
+    for name in ("model.pte", "model.onnx", "fit.json"):
+        assert (tmp_path / "out" / name).is_file()
