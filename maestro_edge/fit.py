@@ -42,7 +42,7 @@ SCHEMA_VERSION = 1
 MAX_TRIES = 4
 VERIFY_SAMPLES = 16
 EVAL_IMAGES = 2000    # at most this many test (and validation) images: ±0.7 pp at 90% accuracy, and each fit
-                      # scores 3 models (dense, fitted, uniform baseline): 5-GMAC models cost ~55 ms per image here
+                      # scores 3 models (dense, fitted, uniform baseline): a 5-GMAC model costs ~45 ms per image here
 EVAL_BATCH = 8        # CPU batches: big ones of a 96x96 model spend as much time in page faults as in convs
 BN_SAMPLES = 500      # held-out images BatchNorm is recalibrated on (each pass costs a forward of the model)
 BN_BATCH = 64         # BatchNorm statistics need larger batches than evaluation
@@ -216,8 +216,8 @@ class Fitter:
                     f"{e.min_ms:.4g}", min_ms=e.min_ms) from None
             self.say("measuring held-out accuracy")
             scored = self.accuracy_of(dict(plan.choices))
-            self.say("exporting .pte (ExecuTorch, XNNPACK)")
             small = scored[0]
+            self.say("exporting .pte (ExecuTorch, XNNPACK)")
             pte = lower_to_pte(small, self.example)
             measured = self._measure(profile, small, pte, timer)
             tries.append({"solver_budget_ms": solver_budget, "predicted_ms": plan.predicted_ms,
