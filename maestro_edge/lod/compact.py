@@ -16,15 +16,16 @@ import argparse
 import sys
 from pathlib import Path
 
-import torch
-
 from maestro_edge.errors import MaestroError
 from maestro_edge.lod.checkpoint import LoDCheckpoint
 from maestro_edge.lod.layers import lod_layers
 
 
 def compact(ckpt: LoDCheckpoint, fp16: bool = False) -> dict:
-    """The checkpoint's dict form with factors cut to the active ranks (and fp16 tensors if asked)."""
+    """The checkpoint's dict form with factors cut to the active ranks (and fp16 tensors if asked).
+
+    ``ckpt`` itself is changed in place (its layers truncated, its resumable state dropped).
+    """
     for layer in lod_layers(ckpt.model).values():
         if layer.max_rank > layer.active_rank:
             layer.truncate_(layer.active_rank)
