@@ -145,9 +145,7 @@ def measure_table(ckpt: LoDCheckpoint, profile: DeviceProfile, timer: Timer, pro
     table = LatencyTable(device=profile.name, model_digest=digest, source="measured", runtime=profile.runtime,
                          threads=protocol.threads, overhead_ms=0.0, layers=table_layers)
     overhead_ms, table.full_model_ms, calibration = calibrate_overhead(ckpt, table, timer, protocol)
-    # Noise can put a whole model below the sum of its parts; a negative overhead would make every
-    # prediction optimistic (and the table invalid): clamp it, and keep the raw value in provenance.
-    table.overhead_ms = max(0.0, overhead_ms)
+    table.overhead_ms = trusted_overhead(overhead_ms, calibration)
     table.provenance = {"measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                         "fingerprint": device, "runtime": profile.runtime, **timer.provenance(),
                         "threads": protocol.threads, "protocol": protocol.to_dict(),
@@ -203,6 +201,24 @@ def calibrate_overhead(ckpt: LoDCheckpoint, table: LatencyTable, timer: Timer, p
                    for name, plan in plans.items()]
     overhead = statistics.median(c["measured_ms"] - c["sum_of_layers_ms"] for c in calibration)
     return overhead, timings["dense"].p50_ms, calibration
+
+
+def trusted_overhead(overhead_ms: float, calibration: list[dict]) -> float:
+    """The calibrated overhead, or 0 where a negative one is more likely noise than a real effect.
+
+    A whole model can run faster than the sum of its layer probes: a probe pays for bringing its input in
+    and its output out, which inside a whole model pass from layer to layer while still in cache. Such a
+    gap is real and has one sign on every plan. A gap that is negative on only some plans is noise, and is not kept. The fastest plan is a
+    calibration plan and the cheapest of all, so it alone says whether a correction would leave some plan
+    with no time at all.
+    """
+    if overhead_ms >= 0:
+        return overhead_ms
+    gaps = [c["measured_ms"] - c["sum_of_layers_ms"] for c in calibration]
+    fastest_sum = min(c["sum_of_layers_ms"] for c in calibration)
+    if max(gaps) < 0 and fastest_sum + overhead_ms > 0:
+        return overhead_ms
+    return 0.0
 
 
 # --------------------------------------------------------------------------------------- journal

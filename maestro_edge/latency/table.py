@@ -2,7 +2,7 @@
 
 Predicted latency of a rank plan = ``overhead_ms`` + Σ per-layer latency of the chosen option, where
 the overhead (everything that is not a factorized layer, plus the call itself) is measured on the
-whole model. Tables are JSON with a schema version and provenance, written atomically.
+whole model. It can be negative where whole models run faster than the sum of their layer probes. Tables are JSON with a schema version and provenance, written atomically.
 """
 
 from __future__ import annotations
@@ -87,10 +87,19 @@ class LatencyTable:
             raise TableError(f"latency table {source} is malformed ({type(e).__name__}: {e}); delete it and profile again") from None
         if table.threads < 1:
             raise TableError(f"latency table {source} says threads={table.threads}; it must be >= 1: profile again")
-        values = [table.overhead_ms] + [v for l in layers.values() for v in (l.dense_ms, *l.rank_ms.values())]
-        if not all(math.isfinite(v) and v >= 0 for v in values) or any(not l.rank_ms for l in layers.values()):
+        values = [v for l in layers.values() for v in (l.dense_ms, *l.rank_ms.values())]
+        if not all(math.isfinite(v) and v >= 0 for v in [*values, abs(table.overhead_ms)]) \
+                or any(not l.rank_ms for l in layers.values()):
             raise TableError(f"latency table {source} holds negative, missing or non-finite latencies; profile again")
+        # The overhead may be negative (whole models faster than their probes), but no plan may take no time.
+        if table.overhead_ms < 0 and table.fastest_ms() <= 0:
+            raise TableError(f"latency table {source} has overhead {table.overhead_ms:g} ms, which leaves its fastest "
+                             "plan no time; profile again")
         return table
+
+    def fastest_ms(self) -> float:
+        """The prediction for the fastest plan: every layer at its cheapest option."""
+        return self.overhead_ms + sum(min(l.dense_ms, *l.rank_ms.values()) for l in self.layers.values())
 
     def save(self, path: str | Path) -> None:
         """Validate (what load() would refuse is never written), then write atomically."""

@@ -78,8 +78,8 @@ def validate(layers: Sequence[LayerOptions], budget_ms: float, overhead_ms: floa
     """Raise UsageError with a one-line message if the problem is malformed."""
     if not _finite_number(budget_ms) or budget_ms <= 0:
         raise UsageError(f"latency budget must be a finite number of ms > 0, got {budget_ms!r}")
-    if not _finite_number(overhead_ms) or overhead_ms < 0:
-        raise UsageError(f"overhead must be a finite number of ms >= 0, got {overhead_ms!r}")
+    if not _finite_number(overhead_ms):
+        raise UsageError(f"overhead must be a finite number of ms, got {overhead_ms!r}")
     if len(layers) == 0:
         raise UsageError("no layers to choose ranks for; the model has no factorizable layers")
     seen: set[str] = set()
@@ -100,6 +100,11 @@ def validate(layers: Sequence[LayerOptions], budget_ms: float, overhead_ms: floa
                     f"layer {layer.name!r} option {opt.choice!r} has penalty {opt.penalty!r}; "
                     "penalties must be finite"
                 )
+    # A negative overhead is a measured correction (whole models beat the sum of their layers); it may
+    # not leave any plan with no time.
+    fastest_ms = overhead_ms + sum(min(o.latency_ms for o in layer.options) for layer in layers)
+    if overhead_ms < 0 and fastest_ms <= 0:
+        raise UsageError(f"overhead {overhead_ms!r} ms leaves the fastest plan {fastest_ms:.3g} ms; it must leave more than 0")
 
 
 def _finite_number(x: Any) -> bool:

@@ -193,6 +193,7 @@ def bad(tmp_path_factory, tiny_checkpoint) -> Path:
     table_variant("other_device.json", lambda d: d.update(device="rpi5"))
     table_variant("negative.json", lambda d: d["layers"][layer].update(dense_ms=-1.0))
     table_variant("nan.json", lambda d: d.update(overhead_ms=float("nan")))
+    table_variant("no_time.json", lambda d: d.update(overhead_ms=-1e6))
     table_variant("schema2.json", lambda d: d.update(schema_version=2))
     table_variant("missing_layer.json", lambda d: d["layers"].pop(layer))
     table_variant("threads0.json", lambda d: d.update(threads=0))
@@ -328,6 +329,7 @@ CATALOGUE = [
     case("table-other-device", [*FIT_TINY, "--table", "{bad}/tables/other_device.json"], ["other_device.json", "rpi5"]),
     case("table-negative-latency", [*FIT_TINY, "--table", "{bad}/tables/negative.json"], ["negative.json", "negative"], 1),
     case("table-nan-latency", [*FIT_TINY, "--table", "{bad}/tables/nan.json"], ["nan.json", "non-finite"], 1),
+    case("table-overhead-leaves-no-time", [*FIT_TINY, "--table", "{bad}/tables/no_time.json"], ["no_time.json", "no time"], 1),
     case("table-schema-version-2", [*FIT_TINY, "--table", "{bad}/tables/schema2.json"], ["schema2.json", "schema"], 1),
     case("table-missing-layer", [*FIT_TINY, "--table", "{bad}/tables/missing_layer.json"], ["missing_layer.json"], 1),
     case("table-bad-rank-key", [*FIT_TINY, "--table", "{bad}/tables/bad_rank_key.json"], ["bad_rank_key.json"], 1),

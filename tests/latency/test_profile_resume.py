@@ -11,7 +11,7 @@ from maestro_edge.errors import TransportError
 from maestro_edge.latency.measure import QUICK, Timing
 from maestro_edge.latency.probes import DENSE, layer_options
 from maestro_edge.latency.profile import (CALL, Eta, Timer, append_journal, format_duration, journal_path,
-                                          measure_table, read_journal)
+                                          measure_table, read_journal, trusted_overhead)
 from maestro_edge.latency.table import LatencyTable
 from maestro_edge.lod.checkpoint import LoDCheckpoint
 from maestro_edge.lod.layers import lod_layers
@@ -42,7 +42,7 @@ class ScriptedTimer(Timer):
             if name == CALL:
                 ms = CALL_MS
             elif kind == "model":
-                ms = self.model_ms
+                ms = self.model_ms[name] if isinstance(self.model_ms, dict) else self.model_ms
             else:
                 choice = name.rsplit("@", 1)[-1]
                 ms = 0.2 + (0.0 if choice == DENSE else int(choice) * 0.001) + self.offset
@@ -78,14 +78,45 @@ def test_measures_every_option_and_subtracts_the_call(ckpt, tmp_path):
     assert "ETA" not in messages[0][0] and all("ETA" in m[0] for m in messages[1:-1])
 
 
-def test_overhead_is_calibrated_and_never_negative(ckpt, tmp_path):
+def test_overhead_is_calibrated(ckpt, tmp_path):
     table = measure_table(ckpt, PROFILE, ScriptedTimer(model_ms=50.0), QUICK, tmp_path / "a.json")
     dense_sum = sum(l.dense_ms for l in table.layers.values())
     assert table.full_model_ms == 50.0
     assert table.overhead_ms == pytest.approx(50.0 - dense_sum, rel=0.2)   # median over the three plans
-    table = measure_table(ckpt, PROFILE, ScriptedTimer(model_ms=0.001), QUICK, tmp_path / "b.json")
-    assert table.overhead_ms == 0.0 and table.provenance["overhead_raw_ms"] < 0
-    assert LatencyTable.load(tmp_path / "b.json").overhead_ms == 0.0
+
+
+def sums_of_layers(ckpt, tmp_path):
+    """Each calibration plan's sum of layer latencies (the scripted layer timings do not depend on model_ms)."""
+    table = measure_table(ckpt, PROFILE, ScriptedTimer(), QUICK, tmp_path / "sums.json")
+    return {c["plan"]: c["sum_of_layers_ms"] for c in table.provenance["calibration"]}
+
+
+def test_negative_overhead_is_kept_when_every_plan_agrees(ckpt, tmp_path):
+    sums = sums_of_layers(ckpt, tmp_path)
+    gaps = {"dense": -0.03, "fastest": -0.02, "half": -0.025}
+    timer = ScriptedTimer(model_ms={plan: sums[plan] + gaps[plan] for plan in sums})
+    table = measure_table(ckpt, PROFILE, timer, QUICK, tmp_path / "t.json")
+    assert table.overhead_ms == pytest.approx(-0.025)          # the median gap, kept
+    reloaded = LatencyTable.load(tmp_path / "t.json")
+    assert reloaded.overhead_ms == pytest.approx(-0.025) and reloaded.fastest_ms() > 0
+
+
+def test_negative_overhead_is_dropped_when_plans_disagree(ckpt, tmp_path):
+    sums = sums_of_layers(ckpt, tmp_path)
+    gaps = {"dense": 0.05, "fastest": -0.1, "half": -0.1}      # one plan slower than its layers: noise
+    timer = ScriptedTimer(model_ms={plan: sums[plan] + gaps[plan] for plan in sums})
+    table = measure_table(ckpt, PROFILE, timer, QUICK, tmp_path / "t.json")
+    assert table.overhead_ms == 0.0 and table.provenance["overhead_raw_ms"] == pytest.approx(-0.1)
+    assert LatencyTable.load(tmp_path / "t.json").overhead_ms == 0.0
+
+
+def test_negative_overhead_is_dropped_when_it_would_leave_the_fastest_plan_no_time():
+    calibration = [{"plan": "dense", "measured_ms": 0.5, "sum_of_layers_ms": 10.0},
+                   {"plan": "fastest", "measured_ms": 1.0, "sum_of_layers_ms": 2.0},
+                   {"plan": "half", "measured_ms": 0.5, "sum_of_layers_ms": 6.0}]
+    assert trusted_overhead(-5.5, calibration) == 0.0          # 2.0 - 5.5 < 0
+    assert trusted_overhead(-1.5, calibration) == -1.5
+    assert trusted_overhead(0.3, calibration) == 0.3
 
 
 def test_failure_keeps_finished_layers_and_rerun_resumes(ckpt, tmp_path):

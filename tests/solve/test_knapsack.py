@@ -266,6 +266,14 @@ def test_bad_input_is_a_one_line_usage_error(layers, budget_ms, overhead_ms, mat
     assert "\n" not in str(err.value)
 
 
+def test_a_negative_overhead_is_a_correction_while_every_plan_keeps_time():
+    layers = [LayerOptions("a", (Option(1, 1.0, 0.5), Option(2, 2.0, 0.0)))]
+    plan = solve_ranks(layers, budget_ms=1.6, overhead_ms=-0.5)
+    assert plan.choices == {"a": 2} and plan.predicted_ms == pytest.approx(1.5)
+    with pytest.raises(UsageError, match="leaves the fastest plan"):
+        solve_ranks(layers, budget_ms=1.6, overhead_ms=-1.0)
+
+
 def test_bad_resolution_is_a_usage_error():
     with pytest.raises(UsageError, match="resolution"):
         solve_ranks(GOOD, 5.0, resolution=0)
