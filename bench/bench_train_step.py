@@ -13,7 +13,9 @@ lasso (``--gl-lambda``). Variants:
 - ``lod-mask``: constant shapes, components beyond the sampled rank masked (the GPU path);
 - ``-factors`` suffix: always the two-factor forward (no composed weights; the old code);
 - ``-loop`` suffix: the group lasso as the per-layer Python loop (the old code) instead of fused;
-- ``-distill`` suffix: plus the full-rank pass and self-distillation (~2x by construction).
+- ``-distill`` suffix: plus the full-rank pass and self-distillation (~2x by construction);
+- ``-compile`` suffix (also ``dense-compile``): the step's loss under torch.compile, CUDA graphs on a GPU
+  (``lod-mask-compile``; Recipe.compile needs constant shapes); compilation happens in the warm-up rounds.
 
 Defaults: CPU ``dense,lod,lod-mask,lod-factors-loop,lod-distill``;
 CUDA ``dense,lod-mask,lod-mask-factors,lod-mask-loop,lod``
@@ -47,15 +49,15 @@ from maestro_edge.train.sampler import SingleLayerSampler
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "training.md"
 SMALL_MODEL = ROOT / "tests" / "fixtures" / "digits.lod.pt"   # the embedded default when P6's CPU rows were measured
-SUFFIXES = ("mask", "factors", "loop", "distill")
+SUFFIXES = ("mask", "factors", "loop", "distill", "compile")
 CPU_VARIANTS = "dense,lod,lod-mask,lod-factors-loop,lod-distill"
 CUDA_VARIANTS = "dense,lod-mask,lod-mask-factors,lod-mask-loop,lod"
 
 
 def parse_variant(name: str) -> set[str] | None:
-    """The options of a variant name (``lod`` plus dash-separated suffixes), None if not one."""
-    if name == "dense":
-        return set()
+    """The options of a variant name (``lod`` plus dash-separated suffixes, or dense[-compile]), None if not one."""
+    if name in ("dense", "dense-compile"):
+        return set(name.split("-")[1:])
     parts = name.split("-")
     if parts[0] != "lod" or not set(parts[1:]) <= set(SUFFIXES) or len(set(parts[1:])) != len(parts) - 1:
         return None
@@ -115,15 +117,16 @@ def build_steps(args) -> dict:
     total = (args.warmup + args.rounds) * args.steps_per_sample * 2 + 10
     steps = {}
     for variant in args.variants:
-        model = copy.deepcopy(dense if variant == "dense" else lod).to(device).train()
         options = parse_variant(variant)
-        recipe = Recipe(epochs=1, batch_size=args.batch, gl_lambda=0.0 if variant == "dense" else args.gl_lambda,
-                        distill="distill" in options, constant_shapes="mask" in options,
-                        compose_weights="factors" not in options)
+        is_dense = "lod" not in options
+        model = copy.deepcopy(dense if is_dense else lod).to(device).train()
+        recipe = Recipe(epochs=1, batch_size=args.batch, gl_lambda=0.0 if is_dense else args.gl_lambda,
+                        distill="distill" in options, constant_shapes="mask" in options or is_dense,
+                        compose_weights="factors" not in options, compile="compile" in options)
         if args.channels_last:
             model = model.to(memory_format=torch.channels_last)
         optimizer, schedule = make_optimizer(model, recipe, total)
-        sampler = NoSampler() if variant == "dense" else SingleLayerSampler(model, seed=0)
+        sampler = NoSampler() if is_dense else SingleLayerSampler(model, seed=0)
         set_constant_shapes(model, recipe.constant_shapes)
         set_compose_weights(model, recipe.compose_weights)
         cls = LoopPenaltyStep if "loop" in options else TrainStep
@@ -192,15 +195,23 @@ def main(argv=None) -> None:
         torch.backends.cudnn.benchmark = True
 
     steps = build_steps(args)
-    n_layers = len(lod_layers(steps[args.variants[1]].model)) if len(args.variants) > 1 else 0
+    lod_variant = next((v for v in args.variants if "lod" in parse_variant(v)), None)
+    n_layers = len(lod_layers(steps[lod_variant].model)) if lod_variant else 0
     samples = time_steps(args, steps)
     med = {name: statistics.median(values) for name, values in samples.items()}
     dense = med["dense"]
+    # Compiled variants are also compared with the compiled dense step: like with like.
+    dense_compiled = med.get("dense-compile")
+
+    def versus_compiled(name):
+        return f", ×{med[name] / dense_compiled:.2f} dense-compile" if dense_compiled and "compile" in name else ""
+
     for name in args.variants:
-        print(f"{name:12s} median {med[name]:8.2f} ms  min {min(samples[name]):8.2f} ms  x{med[name] / dense:.2f}")
+        print(f"{name:16s} median {med[name]:8.2f} ms  min {min(samples[name]):8.2f} ms  x{med[name] / dense:.2f}"
+              f"{versus_compiled(name)}")
 
     def cell(name):
-        return f"{med[name]:.2f} (×{med[name] / dense:.2f})" if name in med else "–"
+        return f"{med[name]:.2f} (×{med[name] / dense:.2f}{versus_compiled(name)})" if name in med else "–"
 
     main_lod = "lod-mask" if cuda else "lod"
     others = "; ".join(f"{name} {cell(name)}" for name in args.variants if name not in ("dense", main_lod))

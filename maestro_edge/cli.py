@@ -91,6 +91,8 @@ ARCHS = ("small_cnn", "lenet5", "resnet18", "vgg19_bn")   # kept here: importing
               help="single-layer: Maestro's (one layer truncated per step); independent: every layer every step.")
 @click.option("--distill", is_flag=True, help="Also train the full model and distil truncations from it (~2x cost).")
 @click.option("--constant-shapes", is_flag=True, help="Mask instead of slicing (same shapes every step; for GPUs).")
+@click.option("--compile", "compile_step", is_flag=True,
+              help="torch.compile the step (CUDA graphs on a GPU; needs --constant-shapes, not --distill; compiles first).")
 @click.option("--warmup-epochs", type=click.IntRange(min=0), default=0, show_default=True,
               help="First epochs at full rank (no sampling, lasso or shrinking), then an SVD re-split of every layer.")
 @click.option("--bn-samples", type=click.IntRange(min=0), default=10000, show_default=True,
@@ -102,7 +104,7 @@ ARCHS = ("small_cnn", "lenet5", "resnet18", "vgg19_bn")   # kept here: importing
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 def train(arch, data_name, input_size, out, epochs, batch_size, lr, gl_lambda, shrink_threshold, sampler, distill, constant_shapes,
-          warmup_epochs, bn_samples, limit, resume, train_device, precision, seed, quiet):
+          compile_step, warmup_epochs, bn_samples, limit, resume, train_device, precision, seed, quiet):
     """Train a LoD model and save a checkpoint with its importance table.
 
     \b
@@ -114,6 +116,9 @@ def train(arch, data_name, input_size, out, epochs, batch_size, lr, gl_lambda, s
     check_output_file(out)
     if input_size is not None and arch != "resnet18":
         raise click.BadParameter(f"only resnet18 takes an input size, not {arch}", param_hint="--input-size")
+    if compile_step and (distill or not constant_shapes):
+        raise click.BadParameter("needs --constant-shapes and no --distill (sliced ranks would recompile every step)",
+                                 param_hint="--compile")
     if warmup_epochs >= epochs:
         raise click.BadParameter(f"must be below --epochs ({epochs}): LoD needs at least one epoch after the warm-up",
                                  param_hint="--warmup-epochs")
@@ -126,7 +131,7 @@ def train(arch, data_name, input_size, out, epochs, batch_size, lr, gl_lambda, s
     torch.set_num_threads(1)
     recipe = Recipe(epochs=epochs, batch_size=batch_size, lr=lr, gl_lambda=gl_lambda, shrink_threshold=shrink_threshold,
                     sampler=sampler, seed=seed, distill=distill, constant_shapes=constant_shapes, bn_samples=bn_samples,
-                    warmup_epochs=warmup_epochs)
+                    warmup_epochs=warmup_epochs, compile=compile_step)
     report = _echo_progress(quiet)
 
     def on_epoch(epoch, m):

@@ -10,10 +10,11 @@ Three ranks matter:
 - ``active_rank``: the prefix kept by progressive shrinking (persistent, saved in checkpoints);
 - ``sampled_rank``: a one-step override set by the rank sampler during training (None = active rank).
 
-Training can ask for constant shapes (``set_constant_shapes(model, True)``): a layer running below its
-``max_rank`` then multiplies U's columns by a 0/1 mask instead of slicing the factors. The output and
-the gradients are the same as with slicing (masked components get zero gradient from the loss), but
-every step has the same tensor shapes, which GPU kernels (cuDNN autotuning, CUDA graphs) need.
+Training can ask for constant shapes (``set_constant_shapes(model, True)``): a layer then always
+multiplies U's columns by a 0/1 mask (a buffer, updated in place when the rank changes) instead of
+slicing the factors. The output and the gradients are the same as with slicing (masked components get
+zero gradient from the loss), but every step runs the same kernels on the same shapes and the forward
+pass never reads a rank from Python: what cuDNN autotuning, ``torch.compile`` and CUDA graphs need.
 
 Training can also ask for composed weights (``set_compose_weights(model, True)``): where it costs
 fewer multiply-adds for the batch at hand (high ranks, large batches), a layer multiplies its factors
@@ -45,10 +46,48 @@ class _LoDBase(nn.Module):
     def _init_ranks(self, max_rank: int) -> None:
         if max_rank < 1:
             raise ValueError(f"max_rank must be >= 1, got {max_rank}")
-        self.active_rank = max_rank
-        self.sampled_rank: int | None = None
-        self.constant_shapes = False
+        self._active_rank = max_rank
+        self._sampled_rank: int | None = None
+        self._mask_rank = 0          # the rank the mask buffer holds (constant shapes only)
         self.compose_weights = False
+
+    # Setting a rank updates the mask buffer (when there is one) at once, outside any forward pass.
+    @property
+    def active_rank(self) -> int:
+        return self._active_rank
+
+    @active_rank.setter
+    def active_rank(self, rank: int) -> None:
+        self._active_rank = rank
+        self._sync_mask()
+
+    @property
+    def sampled_rank(self) -> int | None:
+        return self._sampled_rank
+
+    @sampled_rank.setter
+    def sampled_rank(self, rank: int | None) -> None:
+        self._sampled_rank = rank
+        self._sync_mask()
+
+    @property
+    def constant_shapes(self) -> bool:
+        return "live_mask" in self._buffers
+
+    @constant_shapes.setter
+    def constant_shapes(self, enabled: bool) -> None:
+        self._buffers.pop("live_mask", None)
+        if enabled:
+            self.register_buffer("live_mask", self.rank_mask(self.rank).clone(), persistent=False)
+            self._mask_rank = self.rank
+
+    def _sync_mask(self) -> None:
+        """One small copy when the rank really changed (the sampler resets every layer every step)."""
+        mask = self._buffers.get("live_mask") if "_buffers" in self.__dict__ else None
+        if mask is not None and self._mask_rank != self.rank:
+            with torch.no_grad():
+                mask.copy_(self.rank_mask(self.rank))
+            self._mask_rank = self.rank
 
     @property
     def max_rank(self) -> int:
@@ -62,7 +101,7 @@ class _LoDBase(nn.Module):
     def rank_mask(self, rank: int) -> torch.Tensor:
         """1 for the first ``rank`` components, 0 after (length max_rank, U's dtype and device).
 
-        Cached per (rank, device, dtype), so a training step launches no kernels to build it.
+        Cached per (rank, device, dtype), so a rank change costs one copy into the mask buffer.
         """
         key = (rank, self.max_rank, self.u.device, self.u.dtype)
         cache = self.__dict__.setdefault("_rank_masks", {})
@@ -70,23 +109,22 @@ class _LoDBase(nn.Module):
             cache[key] = (torch.arange(self.max_rank, device=self.u.device) < rank).to(self.u.dtype)
         return cache[key]
 
-    def _masked_u(self, rank: int) -> torch.Tensor:
-        """U with the columns beyond ``rank`` zeroed (all max_rank columns kept: constant shapes)."""
-        mask = self.rank_mask(rank)
-        return self.u * mask.reshape(-1, *([1] * (self.u.ndim - 2)))
+    def _forward_rank(self) -> int | None:
+        """The rank to slice to, or None under constant shapes (the mask buffer holds the rank)."""
+        return None if self.constant_shapes else self.rank
 
-    def _factors(self, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(U, V) as the forward pass uses them: masked at full size, or sliced to ``rank``."""
-        if self.constant_shapes and rank < self.max_rank:
-            return self._masked_u(rank), self.v
+    def _factors(self, rank: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(U, V) as the forward pass uses them: masked at full size (rank None), or sliced to ``rank``."""
+        if rank is None:
+            return self.u * self.live_mask.reshape(-1, *([1] * (self.u.ndim - 2))), self.v
         return self.u[:, :rank], self.v[:rank]
 
-    def _composed_weight(self, rank: int) -> torch.Tensor:
+    def _composed_weight(self, rank: int | None) -> torch.Tensor:
         """U_r V_r as one dense weight of the original layer's shape."""
         u, v = self._factors(rank)
         return (u.flatten(1) @ v.flatten(1)).reshape(self.out_dim, *self.v.shape[1:])
 
-    def _compose_pays(self, positions: int, rank: int) -> bool:
+    def _compose_pays(self, positions: int, rank: int | None) -> bool:
         """True when one dense op on the composed weight costs fewer MACs than the two factors.
 
         ``positions``: how many output vectors the layer computes (batch × pixels). Composing costs
@@ -94,7 +132,7 @@ class _LoDBase(nn.Module):
         """
         if not self.compose_weights:
             return False
-        cost_rank = self.max_rank if self.constant_shapes else rank
+        cost_rank = self.max_rank if rank is None else rank
         dense = self.in_dim * self.out_dim
         return dense * positions + cost_rank * dense < cost_rank * (self.in_dim + self.out_dim) * positions
 
@@ -136,8 +174,11 @@ class _LoDBase(nn.Module):
         with torch.no_grad():
             self.v = nn.Parameter(self.v[:rank].clone())
             self.u = nn.Parameter(self.u[:, :rank].clone())
+        masked = self.constant_shapes
+        self.constant_shapes = False     # the mask has the old length
         self.active_rank = min(self.active_rank, rank)
         self.sampled_rank = None
+        self.constant_shapes = masked
         return self
 
     def dense_macs_per_pixel(self) -> int:
@@ -191,7 +232,7 @@ class LoDLinear(_LoDBase):
         return new
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        r = self.rank
+        r = self._forward_rank()
         if self.compose_weights and self._compose_pays(x.numel() // self.in_features, r):
             return F.linear(x, self._composed_weight(r), self.bias)
         u, v = self._factors(r)
@@ -269,7 +310,7 @@ class LoDConv2d(_LoDBase):
         return new
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        r = self.rank
+        r = self._forward_rank()
         if self.compose_weights and self._compose_pays(self._positions(x), r):
             return F.conv2d(x, self._composed_weight(r), self.bias, self.stride, self.padding, self.dilation)
         u, v = self._factors(r)

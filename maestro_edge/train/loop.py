@@ -55,6 +55,7 @@ class Recipe:
     compose_weights: bool = True     # run a layer as one dense op on U_r V_r where that costs fewer MACs
     bn_samples: int = 10000          # training images for BatchNorm recalibration per epoch (0 = all)
     warmup_epochs: int = 0           # first epochs at full rank (no sampling, penalty, shrinking), then SVD re-split
+    compile: bool = False            # torch.compile the step's loss (CUDA graphs on a GPU); needs constant_shapes
 
     def __post_init__(self):
         if self.sampler not in SAMPLERS:
@@ -65,6 +66,8 @@ class Recipe:
             raise ValueError("gl_lambda, shrink_threshold and bn_samples must be >= 0")
         if not 0 <= self.warmup_epochs < self.epochs:
             raise ValueError(f"warmup_epochs must be in 0..epochs-1 ({self.epochs - 1}), got {self.warmup_epochs}")
+        if self.compile and (self.distill or not self.constant_shapes):
+            raise ValueError("compile needs constant_shapes (sliced ranks would recompile every step) and no distill")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -102,6 +105,14 @@ class TrainStep:
         self.penalty = GroupLasso(model) if recipe.gl_lambda else None
         self.autocast = autocast
         self.warming_up = False   # full-rank steps: no sampling, no penalty (Recipe.warmup_epochs)
+        self._losses, self._graphs = self._task_and_total, False
+        if recipe.compile:
+            if self.penalty is not None:
+                self.penalty()    # builds its index eagerly: data-dependent shapes would break the graph
+            self._graphs = next(model.parameters()).device.type == "cuda"
+            # CUDA graphs replay the whole forward, loss and backward as one launch each: the LoD step's
+            # extra cost over a dense one is many small kernels, not FLOPs.
+            self._losses = torch.compile(self._task_and_total, mode="reduce-overhead" if self._graphs else None)
 
     def _forward(self, x):
         device_type = x.device.type
@@ -109,22 +120,33 @@ class TrainStep:
         with ctx:
             return self.net(x)
 
+    def _task_and_total(self, x: torch.Tensor, y: torch.Tensor, penalised: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        task = F.cross_entropy(self._forward(x), y)
+        if not penalised:
+            return task.detach(), task
+        return task.detach(), task + self.recipe.gl_lambda * self.penalty()
+
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        if self.warming_up:
-            self.sampler.clear()
-            loss = F.cross_entropy(self._forward(x), y)
-        elif self.recipe.distill:
+        penalised = self.penalty is not None and not self.warming_up
+        if self.recipe.distill and not self.warming_up:
             self.sampler.clear()
             full = self._forward(x)
             self.sampler.step()
             truncated = self._forward(x)
             loss = F.cross_entropy(full, y) + F.cross_entropy(truncated, full.detach().float().softmax(1))
+            task = loss.detach()
+            if penalised:
+                loss = loss + self.recipe.gl_lambda * self.penalty()
         else:
-            self.sampler.step()
-            loss = F.cross_entropy(self._forward(x), y)
-        task = loss.detach()
-        if self.penalty is not None and not self.warming_up:
-            loss = loss + self.recipe.gl_lambda * self.penalty()
+            if self.warming_up:
+                self.sampler.clear()
+            else:
+                self.sampler.step()
+            if self._graphs:
+                torch.compiler.cudagraph_mark_step_begin()
+            task, loss = self._losses(x, y, penalised)
+            if self._graphs:
+                task = task.clone()   # the next replay overwrites the graph's outputs
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()

@@ -160,9 +160,24 @@ def test_constant_shapes_masking_equals_slicing(make, shape):
     torch.testing.assert_close(masked.v.grad, sliced.v.grad, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(masked.u.grad, sliced.u.grad, atol=1e-5, rtol=1e-5)
     assert masked.v.grad[3:].abs().max() == 0 and masked.u.grad[:, 3:].abs().max() == 0
-    # at full rank the mask is not applied at all
+    # at full rank the mask is all ones
     masked.sampled_rank = None
     torch.testing.assert_close(masked(x), make()(x))
+
+
+def test_the_mask_buffer_follows_the_rank_and_stays_out_of_the_state_dict():
+    layer = LoDConv2d.from_conv2d(_conv())                     # max_rank 8
+    layer.constant_shapes = True
+    assert "live_mask" not in layer.state_dict() and layer.live_mask.tolist() == [1.0] * 8
+    layer.sampled_rank = 3
+    assert layer.live_mask.tolist() == [1.0] * 3 + [0.0] * 5
+    layer.sampled_rank = None
+    layer.active_rank = 5                                      # shrinking
+    assert layer.live_mask.tolist() == [1.0] * 5 + [0.0] * 3
+    layer.truncate_(4)                                         # fewer stored components: a shorter mask
+    assert layer.max_rank == 4 and layer.live_mask.tolist() == [1.0] * 4
+    layer.constant_shapes = False
+    assert "live_mask" not in dict(layer.named_buffers()) and not layer.constant_shapes
 
 
 def test_set_constant_shapes_and_rank_grid_on_every_layer():
@@ -210,7 +225,8 @@ def test_compose_only_where_it_costs_fewer_macs():
     assert not conv._compose_pays(positions, 4)                  # rank 4: the factor pair is cheaper
     assert not conv._compose_pays(1, 16)                         # one position: composing costs more
     conv.constant_shapes = True                                  # masked: the factor pair runs at full rank
-    assert conv._compose_pays(positions, 4)
+    conv.sampled_rank = 4
+    assert conv._forward_rank() is None and conv._compose_pays(positions, conv._forward_rank())
     conv.compose_weights = False
     assert not conv._compose_pays(positions, 16)
 

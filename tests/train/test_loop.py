@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from maestro_edge.errors import UsageError
 from maestro_edge.lod.checkpoint import LoDCheckpoint
 from maestro_edge.lod.factorize import factorize_
-from maestro_edge.lod.layers import lod_layers
+from maestro_edge.lod.layers import lod_layers, set_constant_shapes
 from maestro_edge.models import build_model
 from maestro_edge.train.loop import Recipe, TrainStep, epoch_batches, make_optimizer, steps_per_epoch
 from maestro_edge.train.run import train_checkpoint
@@ -49,6 +49,23 @@ def test_constant_shapes_step_equals_the_slicing_step():
     b = _run_steps(masked, Recipe(epochs=1, lr=0.05, constant_shapes=True), batches)
     torch.testing.assert_close(torch.stack(b), torch.stack(a), rtol=1e-4, atol=1e-5)
     for (name, p), q in zip(sliced.named_parameters(), masked.parameters()):
+        torch.testing.assert_close(q, p, rtol=1e-4, atol=1e-5, msg=name)
+
+
+@pytest.mark.slow
+def test_compiled_step_equals_the_eager_masked_step():
+    """Recipe.compile (inductor here; CUDA graphs on a GPU): same losses and weights, the same sampled ranks."""
+    base = _model()
+    set_constant_shapes(base, True)
+    eager, compiled = copy.deepcopy(base), copy.deepcopy(base)
+    batches = _batches(6)
+    torch._dynamo.reset()
+    a = _run_steps(eager, Recipe(epochs=1, lr=0.05, constant_shapes=True), batches)
+    # Compiled once: a new rank each step must not recompile (the rank lives in the mask buffers).
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        b = _run_steps(compiled, Recipe(epochs=1, lr=0.05, constant_shapes=True, compile=True), batches)
+    torch.testing.assert_close(torch.stack(b), torch.stack(a), rtol=1e-4, atol=1e-5)
+    for (name, p), q in zip(eager.named_parameters(), compiled.parameters()):
         torch.testing.assert_close(q, p, rtol=1e-4, atol=1e-5, msg=name)
 
 
@@ -179,6 +196,10 @@ def test_recipe_round_trip_and_validation():
         Recipe(sampler="random")
     with pytest.raises(ValueError):
         Recipe(gl_lambda=-1)
+    with pytest.raises(ValueError, match="constant_shapes"):
+        Recipe(compile=True)
+    with pytest.raises(ValueError, match="distill"):
+        Recipe(compile=True, constant_shapes=True, distill=True)
 
 
 def test_an_architecture_that_cannot_take_the_images_is_a_usage_error(tmp_path):
