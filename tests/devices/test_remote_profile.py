@@ -153,6 +153,24 @@ def test_profile_over_ssh(sshd, ckpt, profile_toml, python, tmp_path):
     assert_nothing_ran(tmp_path, workdir)
 
 
+@pytest.mark.real_default
+def test_profile_the_shipped_default_over_ssh(sshd, profile_toml, python, tmp_path):
+    """The embedded default (ResNet-18 at 96x96, 21 layers, ~200 probes) over the same loopback sshd."""
+    from maestro_edge.cli import DEFAULT_MODEL
+
+    interpreter, log = python
+    default = LoDCheckpoint.load(DEFAULT_MODEL)
+    workdir, path = tmp_path / "remote", tmp_path / "tables" / "default.json"
+    with transport(sshd, workdir) as t:
+        table = measure_remote_table(default, DeviceProfile.load(profile_toml), t, protocol=QUICK, table_path=path,
+                                     python=interpreter)
+    assert_complete(table, path, default)
+    assert table.model_digest == default.digest() and len(table.layers) == 21
+    assert len(runs_in(log, workdir)) == len(table.layers) + 1
+    # A 5-GMAC model: the full model takes milliseconds, and the fastest plan is well below it.
+    assert 1.0 < table.full_model_ms and table.fastest_ms() < 0.5 * table.full_model_ms
+
+
 # --------------------------------------------------------------------------------- (b) kill -9
 
 SCRIPT = r"""
