@@ -208,9 +208,9 @@ def trusted_overhead(overhead_ms: float, calibration: list[dict]) -> float:
 
     A whole model can run faster than the sum of its layer probes: a probe pays for bringing its input in
     and its output out, which inside a whole model pass from layer to layer while still in cache. Such a
-    gap is real and has one sign on every plan. A gap that is negative on only some plans is noise, and is not kept. The fastest plan is a
-    calibration plan and the cheapest of all, so it alone says whether a correction would leave some plan
-    with no time at all.
+    gap is real and has one sign on every plan; a gap negative on only some plans is noise, and is dropped.
+    The fastest plan is a calibration plan and the cheapest of all, so it alone says whether a correction
+    would leave some plan with no time at all.
     """
     if overhead_ms >= 0:
         return overhead_ms

@@ -2,7 +2,8 @@
 
 Predicted latency of a rank plan = ``overhead_ms`` + Σ per-layer latency of the chosen option, where
 the overhead (everything that is not a factorized layer, plus the call itself) is measured on the
-whole model. It can be negative where whole models run faster than the sum of their layer probes. Tables are JSON with a schema version and provenance, written atomically.
+whole model; it can be negative where whole models run faster than the sum of their layer probes.
+Tables are JSON with a schema version and provenance, written atomically.
 """
 
 from __future__ import annotations

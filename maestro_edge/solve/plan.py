@@ -104,7 +104,8 @@ def validate(layers: Sequence[LayerOptions], budget_ms: float, overhead_ms: floa
     # not leave any plan with no time.
     fastest_ms = overhead_ms + sum(min(o.latency_ms for o in layer.options) for layer in layers)
     if overhead_ms < 0 and fastest_ms <= 0:
-        raise UsageError(f"overhead {overhead_ms!r} ms leaves the fastest plan {fastest_ms:.3g} ms; it must leave more than 0")
+        raise UsageError(f"overhead {overhead_ms!r} ms leaves the fastest plan {fastest_ms:.3g} ms; "
+                         "it must leave more than 0")
 
 
 def _finite_number(x: Any) -> bool:
