@@ -27,7 +27,7 @@ echo "step check done, $(left) s left"
 
 # 2. The training loop, compiled and not: same seed and data; epoch times and accuracies from the history.
 TRAIN=(python3 -m maestro_edge train --arch resnet18 --data fashion-mnist --limit 4096 --batch-size 256 --lr 0.1
-       --constant-shapes --device "$DEVICE" --precision "$PRECISION" --epochs 3 --warmup-epochs 1 -q)
+       --constant-shapes --clip-grad-norm 5 --device "$DEVICE" --precision "$PRECISION" --epochs 3 --warmup-epochs 1 -q)
 for variant in eager compile; do
   flag=(); [ "$variant" = compile ] && flag=(--compile)
   [ "$(left)" -lt 60 ] && break

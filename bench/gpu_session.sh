@@ -24,8 +24,9 @@ python3 -c "import torch; print('torch', torch.__version__, torch.cuda.is_availa
     || exit 1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 
+# --clip-grad-norm 5: without it, LoD diverged at the LR peak in a 7-epoch run (BENCHMARKS.md, "Why LoD diverged").
 TRAIN=(python3 -m maestro_edge train --arch resnet18 --input-size "$SIZE" --data fashion-mnist --batch-size 256
-       --lr 0.1 --constant-shapes --device "$DEVICE" --precision "$PRECISION")
+       --lr 0.1 --constant-shapes --clip-grad-norm 5 --device "$DEVICE" --precision "$PRECISION")
 
 # 1. Smoke run and epoch timing: 2048 images per split, one warm-up epoch and one LoD epoch.
 S0=$(elapsed)
@@ -57,7 +58,7 @@ EOF
 ) || exit 1
 echo "epochs: $EPOCHS (at $(elapsed) s)"
 echo "command: maestro-edge train --arch resnet18 --input-size $SIZE --data fashion-mnist --batch-size 256 --lr 0.1" \
-     "--constant-shapes --device $DEVICE --precision $PRECISION --epochs $EPOCHS --warmup-epochs 1 --out default.lod.pt"
+     "--constant-shapes --clip-grad-norm 5 --device $DEVICE --precision $PRECISION --epochs $EPOCHS --warmup-epochs 1 --out default.lod.pt"
 LIMIT_S=$(( BUDGET_S + 20 - $(elapsed) )); [ "$LIMIT_S" -lt 60 ] && LIMIT_S=60
 # Saved after every epoch: if the time runs out, the parts below hold a resumable checkpoint.
 timeout "$LIMIT_S" "${TRAIN[@]}" "${FULL[@]}" --epochs "$EPOCHS" --warmup-epochs 1 \

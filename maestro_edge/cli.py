@@ -93,6 +93,9 @@ ARCHS = ("small_cnn", "lenet5", "resnet18", "vgg19_bn")   # kept here: importing
 @click.option("--constant-shapes", is_flag=True, help="Mask instead of slicing (same shapes every step; for GPUs).")
 @click.option("--compile", "compile_step", is_flag=True,
               help="torch.compile the step (CUDA graphs on a GPU; needs --constant-shapes, not --distill; compiles first).")
+@click.option("--clip-grad-norm", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Clip the gradient's global L2 norm to this before each step (0: off). LoD at a high --lr can "
+                   "diverge; 5 kept ResNet-18 stable at --lr 0.1 (BENCHMARKS.md).")
 @click.option("--warmup-epochs", type=click.IntRange(min=0), default=0, show_default=True,
               help="First epochs at full rank (no sampling, lasso or shrinking), then an SVD re-split of every layer.")
 @click.option("--bn-samples", type=click.IntRange(min=0), default=10000, show_default=True,
@@ -104,7 +107,7 @@ ARCHS = ("small_cnn", "lenet5", "resnet18", "vgg19_bn")   # kept here: importing
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 def train(arch, data_name, input_size, out, epochs, batch_size, lr, gl_lambda, shrink_threshold, sampler, distill, constant_shapes,
-          compile_step, warmup_epochs, bn_samples, limit, resume, train_device, precision, seed, quiet):
+          compile_step, clip_grad_norm, warmup_epochs, bn_samples, limit, resume, train_device, precision, seed, quiet):
     """Train a LoD model and save a checkpoint with its importance table.
 
     \b
@@ -131,18 +134,29 @@ def train(arch, data_name, input_size, out, epochs, batch_size, lr, gl_lambda, s
     torch.set_num_threads(1)
     recipe = Recipe(epochs=epochs, batch_size=batch_size, lr=lr, gl_lambda=gl_lambda, shrink_threshold=shrink_threshold,
                     sampler=sampler, seed=seed, distill=distill, constant_shapes=constant_shapes, bn_samples=bn_samples,
-                    warmup_epochs=warmup_epochs, compile=compile_step)
+                    warmup_epochs=warmup_epochs, compile=compile_step, clip_grad_norm=clip_grad_norm)
     report = _echo_progress(quiet)
+    seen = []
 
     def on_epoch(epoch, m):
         report(f"epoch {m['epoch']}/{epochs}: train loss {m['train_loss']:.3f}, val acc {m['val_accuracy']:.3f}, "
                f"{m['elapsed_s']:.0f} s")
+        seen.append(m)
+        if len(seen) > 1 and diverging(seen[-2], m):
+            click.echo(f"Warning: the train loss rose from {seen[-2]['train_loss']:.3f} to {m['train_loss']:.3f} and "
+                       "val accuracy fell: training is diverging. Stop it and train again with --clip-grad-norm 5 "
+                       "or a lower --lr.", err=True)
 
     arch_kwargs = {"input_size": input_size} if input_size is not None else None
     ckpt = train_checkpoint(arch, data_name, recipe, out, on_epoch=on_epoch, arch_kwargs=arch_kwargs, resume=resume,
                             limit=limit, device=train_device, precision=precision)
     if is_main_process():
         click.echo(f"wrote {out}: test accuracy {ckpt.metrics['test_accuracy']:.4f}, digest {ckpt.digest()}")
+
+
+def diverging(before: dict, after: dict) -> bool:
+    """An epoch that more than doubled the train loss (or made it NaN) and lost validation accuracy."""
+    return not after["train_loss"] <= 2 * before["train_loss"] and not after["val_accuracy"] >= before["val_accuracy"]
 
 
 @cli.command()

@@ -56,6 +56,7 @@ class Recipe:
     bn_samples: int = 10000          # training images for BatchNorm recalibration per epoch (0 = all)
     warmup_epochs: int = 0           # first epochs at full rank (no sampling, penalty, shrinking), then SVD re-split
     compile: bool = False            # torch.compile the step's loss (CUDA graphs on a GPU); needs constant_shapes
+    clip_grad_norm: float = 0.0      # clip the gradient's global L2 norm to this before each step (0 = off)
 
     def __post_init__(self):
         if self.sampler not in SAMPLERS:
@@ -64,6 +65,8 @@ class Recipe:
             raise ValueError("epochs and batch_size must be >= 1 and lr > 0")
         if self.gl_lambda < 0 or self.shrink_threshold < 0 or self.bn_samples < 0:
             raise ValueError("gl_lambda, shrink_threshold and bn_samples must be >= 0")
+        if not self.clip_grad_norm >= 0:
+            raise ValueError(f"clip_grad_norm must be >= 0 (0: off), got {self.clip_grad_norm}")
         if not 0 <= self.warmup_epochs < self.epochs:
             raise ValueError(f"warmup_epochs must be in 0..epochs-1 ({self.epochs - 1}), got {self.warmup_epochs}")
         if self.compile and (self.distill or not self.constant_shapes):
@@ -149,6 +152,8 @@ class TrainStep:
                 task = task.clone()   # the next replay overwrites the graph's outputs
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if self.recipe.clip_grad_norm:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.recipe.clip_grad_norm)
         self.optimizer.step()
         if self.scheduler is not None:
             self.scheduler.step()

@@ -356,6 +356,9 @@ CATALOGUE = [
     # --- train flags ---
     case("train-epochs-0", ["train", "--epochs", "0", "--out", "{out}"], ["--epochs", "x>=1"], 2),
     case("train-lr-negative", ["train", "--lr", "-0.1", "--out", "{out}"], ["--lr"], 2),
+    case("train-clip-negative", ["train", "--clip-grad-norm", "-1", "--out", "{out}"], ["--clip-grad-norm", "x>=0"], 2),
+    case("train-compile-without-constant-shapes", ["train", "--compile", "--out", "{out}"],
+         ["--compile", "--constant-shapes"], 2),
     case("train-warmup-not-below-epochs", ["train", "--epochs", "2", "--warmup-epochs", "2", "--out", "{out}"],
          ["--warmup-epochs", "below --epochs"], 2),
     case("train-unknown-sampler", ["train", "--sampler", "random", "--out", "{out}"], ["random", "single-layer"], 2),

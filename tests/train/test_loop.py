@@ -69,6 +69,23 @@ def test_compiled_step_equals_the_eager_masked_step():
         torch.testing.assert_close(q, p, rtol=1e-4, atol=1e-5, msg=name)
 
 
+@pytest.mark.parametrize("clip", [0.0, 1e-3])
+def test_gradients_are_clipped_before_the_step(clip):
+    model = _model()
+    recipe = Recipe(epochs=1, lr=0.05, clip_grad_norm=clip)
+    optimizer, schedule = make_optimizer(model, recipe, 2)
+    norms = []
+    optimizer.register_step_pre_hook(lambda opt, args, kwargs: norms.append(
+        torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in model.parameters() if p.grad is not None]))))
+    step = TrainStep(model, optimizer, SingleLayerSampler(model, 0), recipe, schedule)
+    for x, y in _batches(2):
+        step(x, y)
+    if clip:
+        assert all(n <= clip * (1 + 1e-4) for n in norms)
+    else:
+        assert all(n > 1e-2 for n in norms)                 # unclipped, the same steps have far larger gradients
+
+
 def test_distillation_step_trains_full_and_truncated_nets():
     model = _model()
     recipe = Recipe(epochs=1, distill=True, gl_lambda=0)
@@ -198,6 +215,8 @@ def test_recipe_round_trip_and_validation():
         Recipe(gl_lambda=-1)
     with pytest.raises(ValueError, match="constant_shapes"):
         Recipe(compile=True)
+    with pytest.raises(ValueError, match="clip_grad_norm"):
+        Recipe(clip_grad_norm=-1.0)
     with pytest.raises(ValueError, match="distill"):
         Recipe(compile=True, constant_shapes=True, distill=True)
 
