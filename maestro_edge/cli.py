@@ -92,7 +92,8 @@ ARCHS = ("small_cnn", "lenet5", "resnet18", "vgg19_bn")   # kept here: importing
 @click.option("--distill", is_flag=True, help="Also train the full model and distil truncations from it (~2x cost).")
 @click.option("--constant-shapes", is_flag=True, help="Mask instead of slicing (same shapes every step; for GPUs).")
 @click.option("--compile", "compile_step", is_flag=True,
-              help="torch.compile the step (CUDA graphs on a GPU; needs --constant-shapes, not --distill; compiles first).")
+              help="torch.compile the step (CUDA graphs on a GPU; needs --constant-shapes, not --distill). "
+                   "The first steps compile.")
 @click.option("--clip-grad-norm", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="Clip the gradient's global L2 norm to this before each step (0: off). LoD at a high --lr can "
                    "diverge; 5 kept ResNet-18 stable at --lr 0.1 (BENCHMARKS.md).")
