@@ -83,7 +83,7 @@ class _LoDBase(nn.Module):
 
     def _sync_mask(self) -> None:
         """One small copy when the rank really changed (the sampler resets every layer every step)."""
-        mask = self._buffers.get("live_mask") if "_buffers" in self.__dict__ else None
+        mask = self._buffers.get("live_mask")
         if mask is not None and self._mask_rank != self.rank:
             with torch.no_grad():
                 mask.copy_(self.rank_mask(self.rank))

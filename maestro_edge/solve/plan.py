@@ -102,7 +102,7 @@ def validate(layers: Sequence[LayerOptions], budget_ms: float, overhead_ms: floa
                 )
     # A negative overhead is a measured correction (whole models beat the sum of their layers); it may
     # not leave any plan with no time.
-    fastest_ms = overhead_ms + sum(min(o.latency_ms for o in layer.options) for layer in layers)
+    fastest_ms = fastest_plan(layers, overhead_ms).predicted_ms
     if overhead_ms < 0 and fastest_ms <= 0:
         raise UsageError(f"overhead {overhead_ms!r} ms leaves the fastest plan {fastest_ms:.3g} ms; "
                          "it must leave more than 0")
