@@ -136,6 +136,20 @@ class _LoDBase(nn.Module):
         dense = self.in_dim * self.out_dim
         return dense * positions + cost_rank * dense < cost_rank * (self.in_dim + self.out_dim) * positions
 
+    @property
+    def weight(self) -> torch.Tensor:
+        """The dense weight U_r V_r at the current rank, so code that reads ``layer.weight`` (its dtype,
+        device or shape, as HF models do) keeps working. Read-only: the factors are the parameters."""
+        return self._composed_weight(self._forward_rank())
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.u.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.u.device
+
     def component_sq_norms(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Squared norm of each component in V and in U (length max_rank each)."""
         return self.v.flatten(1).pow(2).sum(1), self.u.flatten(1).pow(2).sum(0)
@@ -273,6 +287,8 @@ class LoDConv2d(_LoDBase):
         self.stride = nn.modules.utils._pair(stride)
         self.padding = padding if isinstance(padding, str) else nn.modules.utils._pair(padding)
         self.dilation = nn.modules.utils._pair(dilation)
+        # Read by code written for nn.Conv2d; only the plain case is factorized.
+        self.groups, self.padding_mode, self.transposed, self.output_padding = 1, "zeros", False, (0, 0)
         self.v = nn.Parameter(torch.empty(max_rank, in_channels, *self.kernel_size, **kw))
         self.u = nn.Parameter(torch.empty(out_channels, max_rank, 1, 1, **kw))
         self.bias = nn.Parameter(torch.zeros(out_channels, **kw)) if bias else None

@@ -248,3 +248,40 @@ def test_resplit_keeps_the_function_and_orders_components(make):
     assert torch.allclose(layer(x), before, atol=1e-4)
     assert torch.allclose(v_sq, u_sq, rtol=1e-4)                         # balanced: ‖u_k‖ = ‖v_k‖ = √σ_k
     assert bool((v_sq[:-1] >= v_sq[1:] - 1e-6).all())                    # ordered by strength
+
+
+@pytest.mark.parametrize("make", [lambda: nn.Linear(12, 7), lambda: nn.Conv2d(3, 5, 3, stride=2, padding=1)])
+def test_lod_layers_are_drop_in(make):
+    """Code written for the dense layer reads .weight, its dtype and device, and the layer's geometry."""
+    dense = make()
+    lod = (LoDLinear.from_linear if isinstance(dense, nn.Linear) else LoDConv2d.from_conv2d)(dense)
+    torch.testing.assert_close(lod.weight, dense.weight, atol=1e-5, rtol=1e-5)
+    assert lod.weight.dtype == lod.dtype == torch.float32 and lod.weight.device == lod.device
+    for attr in ("in_features", "out_features", "in_channels", "out_channels", "kernel_size", "stride",
+                 "padding", "dilation", "groups", "padding_mode"):
+        if hasattr(dense, attr):
+            assert getattr(lod, attr) == getattr(dense, attr), attr
+    lod.active_rank = 2
+    assert torch.linalg.matrix_rank(lod.weight.detach().flatten(1)) == 2   # the weight follows the rank
+    with pytest.raises((AttributeError, KeyError)):   # nn.Module refuses a parameter over the property
+        lod.weight = nn.Parameter(dense.weight)   # read-only: the factors are the parameters
+
+
+def test_factorized_hf_models_still_run():
+    """HF ViT reads projection.weight.dtype; DistilBERT and ViT run after factorize_ with the same outputs."""
+    transformers = pytest.importorskip("transformers")
+    from maestro_edge.lod.factorize import factorize_
+
+    torch.manual_seed(0)
+    vit = transformers.ViTModel(transformers.ViTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                                       intermediate_size=64, image_size=32, patch_size=8)).eval()
+    bert = transformers.DistilBertModel(transformers.DistilBertConfig(dim=32, n_layers=2, n_heads=2, hidden_dim=64,
+                                                                      vocab_size=100)).eval()
+    for model, inputs in ((vit, {"pixel_values": torch.randn(1, 3, 32, 32)}),
+                          (bert, {"input_ids": torch.randint(0, 100, (1, 9)), "attention_mask": torch.ones(1, 9, dtype=torch.long)})):
+        with torch.no_grad():
+            before = model(**inputs).last_hidden_state
+            report = factorize_(model)
+            assert report.swapped
+            after = model(**inputs).last_hidden_state
+        torch.testing.assert_close(after, before, atol=1e-4, rtol=1e-4)
