@@ -1,13 +1,18 @@
 """LoD checkpoints: weights + everything ``fit`` needs, loadable without unpickling objects.
 
-The file is a ``torch.save`` of plain dicts, lists, numbers, strings and tensors, read back with
-``weights_only=True``, so a checkpoint carrying a pickled object is refused.
+Two file formats, one loader:
+- a user's model (``LoDCheckpoint.from_model``): a ``torch.export`` PT2 archive of the factorized model
+  plus JSON metadata (lod/program.py), so it loads in any process without the user's code;
+- a built-in architecture (``maestro-edge train``): a ``torch.save`` of plain dicts, lists, numbers,
+  strings and tensors, read back with ``weights_only=True``; the model is rebuilt from its name.
+A checkpoint carrying a pickled object is refused in both.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import pickle
 import re
@@ -23,10 +28,14 @@ from maestro_edge.errors import CheckpointError, MaestroError
 from maestro_edge.latency.table import readable_mode
 from maestro_edge.lod.factorize import FactorizeConfig, factorize_
 from maestro_edge.lod.layers import lod_layers
+from maestro_edge.lod import program as prog
 from maestro_edge.models import build_model
 
 FORMAT = "maestro-edge-lod"
 SCHEMA_VERSION = 1
+PROGRAM_FORMAT = "maestro-edge-lod-program"
+ACCURACY = {"name": "accuracy", "higher_is_better": True}   # the built-in models' metric
+MATCH_ATOL = 1e-4   # exported program vs the user's eager model, at save time
 
 
 @dataclass
@@ -40,14 +49,84 @@ class LoDCheckpoint:
     metrics: dict = field(default_factory=dict)
     importance: dict = field(default_factory=dict)
     progress: dict = field(default_factory=dict)   # resumable training state (epochs done, ...)
+    example_inputs: tuple = ()      # real inputs of the model (a user model's); empty: zeros of input_shape
+    metric: dict = field(default_factory=lambda: dict(ACCURACY))   # {"name", "higher_is_better"}
+    program: object = None          # the torch.export program of a user model (None: a built-in one)
+    batch_norms: dict = field(default_factory=dict)   # a user model's BatchNorm configs (lod/program.py)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.data["input_shape"])
 
+    @property
+    def examples(self) -> tuple[torch.Tensor, ...]:
+        """Inputs the model takes (batch 1): what probes, export, timing and verification feed it."""
+        return tuple(self.example_inputs) or (torch.zeros(self.input_shape),)
+
+    @classmethod
+    def from_model(cls, model: nn.Module, example_inputs, importance: dict | None = None,
+                   name: str | None = None) -> "LoDCheckpoint":
+        """A checkpoint of the user's factorized ``model`` that loads without the user's code.
+
+        ``example_inputs``: a tensor or a tuple of tensors the model is called with (batch 1; any dtype,
+        e.g. token ids and an attention mask). ``importance``: from ``importance_table`` (fit needs it).
+        The model is exported with ``torch.export`` and rebuilt from the program at once; the rebuilt
+        model must reproduce the eager outputs, so what is saved is checked before it is saved.
+        """
+        examples = (example_inputs,) if isinstance(example_inputs, torch.Tensor) else tuple(example_inputs)
+        if not examples or not all(isinstance(x, torch.Tensor) for x in examples):
+            raise MaestroError("example_inputs must be a tensor or a tuple of tensors (what the model is called with)")
+        if not lod_layers(model):
+            raise MaestroError("the model has no LoD layers; call maestro_edge.factorize_(model) first")
+        layers, norms = prog.lod_layer_specs(model), prog.batch_norm_configs(model)
+        was_training = model.training
+        try:
+            program = prog.export_program(model, examples, [*layers, *norms])
+        except Exception as e:
+            raise MaestroError(f"torch.export could not capture the model: {type(e).__name__}: "
+                               f"{' '.join(str(e).split())[:200]}") from None
+        finally:
+            model.train(was_training)
+        rebuilt = prog.build_module(program, layers, norms)
+        with torch.no_grad():
+            model.eval()
+            worst = max_output_difference(model(*examples), rebuilt(*examples))
+            model.train(was_training)
+        if not worst <= MATCH_ATOL:
+            raise MaestroError(f"the exported program's outputs differ from the model's by {worst:.3g}; the model "
+                               "does something torch.export cannot capture (data-dependent Python control flow?)")
+        metric = dict((importance or {}).get("metric", ACCURACY))
+        arch = {"name": name or type(model).__name__, "kind": "program"}
+        data = {"name": "user", "input_shape": list(examples[0].shape)}
+        return cls(model=rebuilt, arch=arch, data=data, importance=importance or {}, example_inputs=examples,
+                   metric=metric, program=program, batch_norms=norms)
+
+    def fresh_model(self) -> nn.Module:
+        """A new copy of the model as loaded (ranks and BatchNorm statistics of the checkpoint)."""
+        if self.program is None:
+            import copy
+            return copy.deepcopy(self.model)
+        return prog.build_module(self.program, self._program_layers(), self.batch_norms)
+
+    def _sync_program_weights(self) -> None:
+        """Put the live model's tensors (changed by recalibration or training since) into the program."""
+        held = self.program.state_dict
+        with torch.no_grad():
+            for key, value in self.model.state_dict().items():
+                if key in held:
+                    if held[key].shape != value.shape:
+                        raise MaestroError(f"{key} changed shape since export ({tuple(held[key].shape)} -> "
+                                           f"{tuple(value.shape)}); make a new checkpoint with from_model")
+                    held[key].copy_(value)
+
+    def _program_layers(self) -> dict:
+        return prog.lod_layer_specs(self.model)
+
     def digest(self) -> str:
-        """Identifies these exact weights and architecture (keys latency tables and plans)."""
+        """Identifies these exact weights, architecture and (for a program) graph: keys tables and plans."""
         h = hashlib.sha256(json.dumps(self.arch, sort_keys=True).encode())
+        if self.program is not None:   # the forward code: an edited forward is another model
+            h.update(self.program.graph_module.code.encode())
         for key, tensor in sorted(self.model.state_dict().items()):
             h.update(key.encode())
             h.update(tensor.detach().contiguous().cpu().numpy().tobytes())
@@ -63,22 +142,23 @@ class LoDCheckpoint:
 
     def save(self, path: str | Path) -> None:
         """Write atomically: a temporary file in the same folder, then a rename."""
+        if self.program is not None:
+            self._save_program(Path(path))
+            return
         self.save_dict(self.to_dict(), path)
+
+    def _save_program(self, path: Path) -> None:
+        meta = {"format": PROGRAM_FORMAT, "schema_version": SCHEMA_VERSION, "arch": self.arch, "data": self.data,
+                "lod_layers": self._program_layers(), "batch_norms": self.batch_norms,
+                "importance": self.importance, "metric": self.metric, "metrics": self.metrics,
+                "example_inputs": [prog.encode_tensor(x) for x in self.examples]}
+        self._sync_program_weights()
+        _write_atomic(path, lambda f: prog.save_program(self.program, meta, f))
 
     @staticmethod
     def save_dict(blob: dict, path: str | Path) -> None:
         """Write a checkpoint's dict form atomically (``save``; ``lod.compact`` writes a reduced one)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                torch.save(blob, f)
-            os.chmod(tmp, readable_mode())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        _write_atomic(Path(path), lambda f: torch.save(blob, f))
 
     @classmethod
     def load(cls, path: str | Path) -> "LoDCheckpoint":
@@ -87,6 +167,8 @@ class LoDCheckpoint:
             raise CheckpointError(f"model path {str(path)!r} is a folder; pass a checkpoint file written by 'maestro-edge train'")
         if not path.is_file():
             raise CheckpointError(f"model file {str(path)!r} does not exist; pass a checkpoint written by 'maestro-edge train'")
+        if prog.is_program_archive(path):
+            return cls._load_program(path)
         try:
             with warnings.catch_warnings():   # torch warns about weights_only on the way to refusing a file
                 warnings.simplefilter("ignore")
@@ -107,6 +189,36 @@ class LoDCheckpoint:
             raise CheckpointError(f"{path} has checkpoint schema {blob.get('schema_version')!r}; this maestro-edge "
                                   f"reads {SCHEMA_VERSION}: retrain it with this version's 'maestro-edge train'")
         return cls.from_dict(blob, source=str(path))
+
+    @classmethod
+    def _load_program(cls, path: Path) -> "LoDCheckpoint":
+        prog.check_archive(path)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                program, meta = prog.load_program(path)
+        except Exception as e:
+            raise CheckpointError(f"{path} is not a readable model program ({type(e).__name__}); save it again "
+                                  "with LoDCheckpoint.from_model(...).save(path)") from None
+        if not isinstance(meta, dict) or meta.get("format") != PROGRAM_FORMAT or meta.get("schema_version") != SCHEMA_VERSION:
+            raise CheckpointError(f"{path} has unknown metadata (format or schema); save it again with this "
+                                  "version's LoDCheckpoint.from_model(...).save(path)")
+        try:
+            layers, norms = meta["lod_layers"], meta["batch_norms"]
+            examples = tuple(prog.decode_tensor(x) for x in meta["example_inputs"])
+            model = prog.build_module(program, layers, norms)
+            for name, spec in layers.items():
+                rank = spec["active_rank"]
+                if isinstance(rank, bool) or not isinstance(rank, int) or not 1 <= rank <= lod_layers(model)[name].max_rank:
+                    raise ValueError(f"layer {name}: active_rank {rank!r} out of range")
+            arch, data = dict(meta["arch"]), dict(meta["data"])
+            importance, metric = dict(meta.get("importance") or {}), dict(meta.get("metric") or ACCURACY)
+        except Exception as e:   # malformed metadata of any shape: one message
+            detail = " ".join(str(e).split())[:120]
+            raise CheckpointError(f"{path} is inconsistent ({type(e).__name__}: {detail}); save it again with "
+                                  "LoDCheckpoint.from_model(...).save(path)") from None
+        return cls(model=model, arch=arch, data=data, metrics=dict(meta.get("metrics") or {}), importance=importance,
+                   example_inputs=examples, metric=metric, program=program, batch_norms=norms)
 
     @classmethod
     def from_dict(cls, blob: dict, source: str = "<dict>") -> "LoDCheckpoint":
@@ -137,3 +249,33 @@ class LoDCheckpoint:
                    metrics=blob.get("metrics", {}), importance=blob.get("importance", {}),
                    progress=blob.get("progress", {}))
 
+
+
+def _write_atomic(path: Path, write) -> None:
+    """``write(file)`` into a temporary file beside ``path``, then rename it over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.chmod(tmp, readable_mode())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def output_tensors(output) -> list[torch.Tensor]:
+    """The tensors of a model output of any structure (a tensor, tuple, dict, HF ModelOutput), in order."""
+    from torch.utils._pytree import tree_leaves
+
+    if hasattr(output, "to_tuple"):   # HF ModelOutput
+        output = output.to_tuple()
+    return [leaf for leaf in tree_leaves(output) if isinstance(leaf, torch.Tensor)]
+
+
+def max_output_difference(a, b) -> float:
+    ta, tb = output_tensors(a), output_tensors(b)
+    if len(ta) != len(tb) or any(x.shape != y.shape for x, y in zip(ta, tb)):
+        return math.inf
+    return max((float((x.float() - y.float()).abs().max()) for x, y in zip(ta, tb) if x.numel()), default=0.0)

@@ -209,6 +209,8 @@ class _LoDBase(nn.Module):
 class LoDLinear(_LoDBase):
     """``y = U (V x) + bias`` with V: r × in and U: out × r."""
 
+    kind = "linear"
+
     def __init__(self, in_features: int, out_features: int, max_rank: int, bias: bool = True,
                  device=None, dtype=None):
         super().__init__()
@@ -223,6 +225,15 @@ class LoDLinear(_LoDBase):
 
     in_dim = property(lambda self: self.in_features)
     out_dim = property(lambda self: self.out_features)
+
+    def config(self) -> dict:
+        """Plain constructor arguments (JSON): with ``from_config`` rebuilds the layer without user code."""
+        return {"kind": self.kind, "in_features": self.in_features, "out_features": self.out_features,
+                "max_rank": self.max_rank, "bias": self.bias is not None}
+
+    @classmethod
+    def from_config(cls, config: dict) -> "LoDLinear":
+        return cls(config["in_features"], config["out_features"], config["max_rank"], config["bias"])
 
     @classmethod
     def from_linear(cls, layer: nn.Linear, max_rank: int | None = None, svd_init: bool = True) -> "LoDLinear":
@@ -278,6 +289,8 @@ class LoDLinear(_LoDBase):
 class LoDConv2d(_LoDBase):
     """k×k conv C_in→r (no bias) then 1×1 conv r→C_out (bias); V: r×C_in×k×k, U: C_out×r×1×1."""
 
+    kind = "conv2d"
+
     def __init__(self, in_channels: int, out_channels: int, kernel_size, max_rank: int, stride=1,
                  padding=0, dilation=1, bias: bool = True, device=None, dtype=None):
         super().__init__()
@@ -298,6 +311,20 @@ class LoDConv2d(_LoDBase):
 
     in_dim = property(lambda self: self.in_channels * self.kernel_size[0] * self.kernel_size[1])
     out_dim = property(lambda self: self.out_channels)
+
+    def config(self) -> dict:
+        """Plain constructor arguments (JSON): with ``from_config`` rebuilds the layer without user code."""
+        return {"kind": self.kind, "in_channels": self.in_channels, "out_channels": self.out_channels,
+                "kernel_size": list(self.kernel_size), "max_rank": self.max_rank, "stride": list(self.stride),
+                "padding": self.padding if isinstance(self.padding, str) else list(self.padding),
+                "dilation": list(self.dilation), "bias": self.bias is not None}
+
+    @classmethod
+    def from_config(cls, config: dict) -> "LoDConv2d":
+        c = config
+        return cls(c["in_channels"], c["out_channels"], tuple(c["kernel_size"]), c["max_rank"], tuple(c["stride"]),
+                   c["padding"] if isinstance(c["padding"], str) else tuple(c["padding"]), tuple(c["dilation"]),
+                   c["bias"])
 
     @classmethod
     def from_conv2d(cls, layer: nn.Conv2d, max_rank: int | None = None, svd_init: bool = True) -> "LoDConv2d":
@@ -366,6 +393,8 @@ class LoDConv2d(_LoDBase):
 
 
 LOD_LAYERS = (LoDLinear, LoDConv2d)
+# LoD layer kind -> class: how a saved layer config is rebuilt (a new LoD layer type registers here).
+LOD_LAYER_TYPES = {cls.kind: cls for cls in LOD_LAYERS}
 
 
 def lod_layers(model: nn.Module) -> dict[str, _LoDBase]:
