@@ -34,7 +34,7 @@ from maestro_edge.fit import Fitter, latency_table_for
 from maestro_edge.latency.measure import Protocol, time_programs
 from maestro_edge.lod.checkpoint import LoDCheckpoint
 from maestro_edge.lod.factorize import factorize_
-from maestro_edge.lod.importance import importance_table
+from maestro_edge.lod.importance import accuracy_importance_table
 from maestro_edge.lod.layers import lod_layers
 from maestro_edge.models import build_model
 from maestro_edge.train.evaluate import evaluate, recalibrate_bn_
@@ -86,7 +86,7 @@ def models(work: Path, data_name: str, recipe: Recipe):
         print(f"  dense training {time.perf_counter() - started:.0f} s", file=sys.stderr)
         factorize_(dense)
         LoDCheckpoint(model=dense, arch=arch, data=meta, recipe={**recipe.to_dict(), "note": "SVD of a dense model"},
-                      importance=importance_table(dense, data.val_x, data.val_y)).save(svd_path)
+                      importance=accuracy_importance_table(dense, data.val_x, data.val_y)).save(svd_path)
     dense = build_model(ARCH, data.in_channels, data.num_classes, **ARCH_KWARGS)
     dense.load_state_dict(torch.load(dense_path, weights_only=True))
     return data, LoDCheckpoint.load(lod_path), LoDCheckpoint.load(svd_path), dense.eval()

@@ -18,6 +18,7 @@ _EXPORTS = {
     "FactorizeConfig": "maestro_edge.lod.factorize",
     "factorize_": "maestro_edge.lod.factorize",
     "LoDCheckpoint": "maestro_edge.lod.checkpoint",
+    "importance_table": "maestro_edge.lod.importance",
     "Recipe": "maestro_edge.train.loop",
     "train_checkpoint": "maestro_edge.train.run",
     "DeviceProfile": "maestro_edge.devices.profile",

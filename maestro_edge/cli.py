@@ -201,6 +201,11 @@ def profile(device, host, port, identity, python, serial, runner, model_path, fo
         path.unlink(missing_ok=True)
         path.with_suffix(".partial.jsonl").unlink(missing_ok=True)
     say = _echo_progress(quiet)
+    if not path.is_file():
+        from maestro_edge.fit import check_exportable
+
+        say("exporting the whole model once (a model ExecuTorch cannot take fails here)")
+        check_exportable(ckpt)
     table = measure_device_table(ckpt, prof, table_path=path, progress=lambda what, i, n: say(f"[{i}/{n}] {what}"),
                                  **target)
     click.echo(f"wrote {path}: {len(table.layers)} layers, overhead {table.overhead_ms:.3f} ms, "
@@ -212,6 +217,21 @@ _bundle_option = click.option(
     "--bundle", is_flag=True,
     help="Also write model.bpte: the .pte with 16 held-out inputs and expected outputs (ExecuTorch BundledProgram) "
          "so the target can check itself.")
+
+
+def _quality_options(command):
+    for option in reversed([
+        click.option("--eval", "eval_spec", default=None, metavar="MODULE:FUNCTION",
+                     help="Score each truncated model with your function of the model (returns a float, higher is "
+                          "better), importable from the current folder, e.g. myproject.evals:score."),
+        click.option("--calibrate", "calibrate_spec", default=None, metavar="MODULE:FUNCTION",
+                     help="With --eval: a function returning batches of model inputs to recalibrate BatchNorm on."),
+        click.option("--full-delegation", is_flag=True,
+                     help="Refuse a model with any op XNNPACK does not take (default: those run on ExecuTorch's "
+                          "portable CPU kernels, and fit.json lists them)."),
+    ]):
+        command = option(command)
+    return command
 
 
 def _budgets(ctx, param, value):
@@ -248,9 +268,10 @@ def _budgets(ctx, param, value):
               help="ExecuTorch executor_runner built for the phone: measure the exported model there (docs/adb.md).")
 @click.option("--json", "as_json", is_flag=True, help="Print fit.json on stdout (a list for several fits).")
 @_bundle_option
+@_quality_options
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 def fit(devices_, budgets, model_path, table_path, out_dir, host, port, identity, python, serial, runner, as_json,
-        bundle, quiet):
+        bundle, eval_spec, calibrate_spec, full_delegation, quiet):
     """Pick per-layer ranks that meet the budget, export .pte and .onnx, verify them.
 
     \b
@@ -258,6 +279,7 @@ def fit(devices_, budgets, model_path, table_path, out_dir, host, port, identity
     Examples:
       maestro-edge fit --device pixel7 --ms 20
       maestro-edge fit --device host --device rpi5 --device pixel7 --ms 0.1,0.15,0.2
+      maestro-edge fit --model my.lod --eval myproject.evals:score --device host --ms 5
     """
     from maestro_edge.devices.profile import find_profile
 
@@ -287,7 +309,8 @@ def fit(devices_, budgets, model_path, table_path, out_dir, host, port, identity
     torch.set_num_threads(1)
     ckpt = LoDCheckpoint.load(model_path or DEFAULT_MODEL)
     table = load_table(table_path, ckpt, profiles[0]) if table_path else None
-    fitter = Fitter(ckpt, progress=_echo_progress(quiet), bundle=bundle)
+    fitter = Fitter(ckpt, progress=_echo_progress(quiet), bundle=bundle,
+                    quality=_quality(ckpt, eval_spec, calibrate_spec), full_delegation=full_delegation)
     records, failures = [], []
     with contextlib.ExitStack() as stack:
         timers = {p.name: _remote_timer(stack, p, flags) for p in profiles}
@@ -309,6 +332,20 @@ def fit(devices_, budgets, model_path, table_path, out_dir, host, port, identity
         raise click.ClickException(f"{len(failures)} of {len(jobs)} fits failed (see above)")
 
 
+def _quality(ckpt, eval_spec, calibrate_spec):
+    """The user's --eval / --calibrate functions as fit's scorer (None: the checkpoint's default)."""
+    from maestro_edge.entry_points import load_callable
+    from maestro_edge.quality import UserMetric
+
+    if calibrate_spec and not eval_spec:
+        raise click.BadParameter("--calibrate needs --eval (recalibrated BatchNorm only matters to a measured metric)")
+    if not eval_spec:
+        return None
+    calibration = load_callable(calibrate_spec, "--calibrate") if calibrate_spec else None
+    return UserMetric(ckpt, load_callable(eval_spec, "--eval"), calibration,
+                      name=eval_spec.partition(":")[2] if ckpt.program is None else None)
+
+
 def _remote_timer(stack: contextlib.ExitStack, prof, flags: dict):
     """A timer on the device itself: over ssh when a host is known, over adb when a runner is; else None."""
     target = {**prof.target, **flags}
@@ -326,16 +363,24 @@ def _remote_timer(stack: contextlib.ExitStack, prof, flags: dict):
     return timer
 
 
+def _value(x) -> str:
+    return "-" if x is None else f"{x:.4f}"
+
+
 def _print_summary(records: list[dict], jobs) -> None:
     folders = {(p.name, b): f for p, b, f in jobs}
-    click.echo(f"{'device':<10} {'budget':>9} {'predicted':>10} {'measured':>10}  {'source':<9} {'accuracy':>8} "
-               f"{'dense':>6}  folder")
+    metric = records[0].get("metric", {}) if records else {}
+    name = str(metric.get("name", "accuracy"))[:10]
+    click.echo(f"{'device':<10} {'budget':>9} {'predicted':>10} {'measured':>10}  {'source':<9} {name:>10} "
+               f"{'dense':>8}  folder")
     for r in records:
         measured = f"{r['measured_ms']:.4g}" if r["measured_ms"] is not None else "-"
         click.echo(f"{r['device']:<10} {r['budget_ms']:>9g} {r['predicted_ms']:>10.4g} {measured:>10}  "
-                   f"{r['latency_source']:<9} {r['accuracy']:>8.4f} {r['dense_accuracy']:>6.4f}  "
+                   f"{r['latency_source']:<9} {_value(r['accuracy']):>10} {_value(r['dense_accuracy']):>8}  "
                    f"{folders[(r['device'], r['budget_ms'])]}/")
     click.echo("latencies in ms; measured = the exported model timed on the device, '-' = device not reachable")
+    if metric.get("source") == "estimated":
+        click.echo(f"{metric.get('name')} not measured (no --eval): the plan's estimated drop is in fit.json")
     loose = sorted({f"{r['device']} at {r['budget_ms']:g} ms" for r in records if not r["budget_binding"]})
     if loose:
         click.echo(f"not binding (the dense model already fits): {', '.join(loose)}")
@@ -348,8 +393,9 @@ def _print_summary(records: list[dict], jobs) -> None:
               help="LoD checkpoint the plan was made for (default: the embedded model).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Output folder.")
 @_bundle_option
+@_quality_options
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
-def export(plan_path, model_path, out_dir, bundle, quiet):
+def export(plan_path, model_path, out_dir, bundle, eval_spec, calibrate_spec, full_delegation, quiet):
     """Export a model truncated to the ranks of a plan as .pte and .onnx, verified against PyTorch.
 
     \b
@@ -365,8 +411,11 @@ def export(plan_path, model_path, out_dir, bundle, quiet):
 
     torch.set_num_threads(1)
     ckpt = LoDCheckpoint.load(model_path or DEFAULT_MODEL)
-    record = Fitter(ckpt, progress=_echo_progress(quiet), bundle=bundle).export(read_ranks(plan_path, ckpt), out_dir)
-    click.echo(f"wrote {out_dir}/: accuracy {record['accuracy']:.4f} (dense {record['dense_accuracy']:.4f})")
+    fitter = Fitter(ckpt, progress=_echo_progress(quiet), bundle=bundle,
+                    quality=_quality(ckpt, eval_spec, calibrate_spec), full_delegation=full_delegation)
+    record = fitter.export(read_ranks(plan_path, ckpt), out_dir)
+    click.echo(f"wrote {out_dir}/: {record['metric']['name']} {_value(record['accuracy'])} "
+               f"(dense {_value(record['dense_accuracy'])})")
 
 
 @cli.command()

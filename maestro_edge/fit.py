@@ -18,12 +18,11 @@ from typing import Callable
 
 import torch
 
-from maestro_edge.data import load_eval_data
 from maestro_edge.devices.profile import DeviceProfile
 from maestro_edge.errors import InfeasibleBudget, TableError, UsageError
 from maestro_edge.export.bundle import bundle_pte, check_bundle
 from maestro_edge.export.onnx_export import export_onnx_bytes
-from maestro_edge.export.pte import lower_to_pte
+from maestro_edge.export.pte import PteExport, export_pte
 from maestro_edge.export.truncate import deployable
 from maestro_edge.export.verify import compare_onnx, compare_pte
 from maestro_edge.latency.measure import Protocol, time_programs
@@ -34,18 +33,12 @@ from maestro_edge.lod.checkpoint import LoDCheckpoint
 from maestro_edge.lod.importance import penalty
 from maestro_edge.lod.layers import lod_layers
 from maestro_edge.outputs import check_output_folder, write_outputs
+from maestro_edge.quality import quality_for
 from maestro_edge.solve import LayerOptions, Option, solve_ranks
-from maestro_edge.train.evaluate import all_cores, evaluate, recalibrate_bn_
 from maestro_edge.user_files import read_user_text
 
 SCHEMA_VERSION = 1
 MAX_TRIES = 4
-VERIFY_SAMPLES = 16
-EVAL_IMAGES = 2000    # at most this many test (and validation) images: ±0.7 pp at 90% accuracy, and each fit
-                      # scores 3 models (dense, fitted, uniform baseline): a 5-GMAC model costs ~45 ms per image here
-EVAL_BATCH = 8        # CPU batches: big ones of a 96x96 model spend as much time in page faults as in convs
-BN_SAMPLES = 500      # held-out images BatchNorm is recalibrated on (each pass costs a forward of the model)
-BN_BATCH = 64         # BatchNorm statistics need larger batches than evaluation
 UNIFORM_STEPS = 64   # resolution of the uniform-rank baseline's fraction
 Progress = Callable[[str], None]
 
@@ -65,15 +58,34 @@ def load_table(path: Path, ckpt: LoDCheckpoint, profile: DeviceProfile) -> Laten
     return table
 
 
-def latency_table_for(ckpt: LoDCheckpoint, profile: DeviceProfile, progress: Progress | None = None) -> LatencyTable:
+def check_exportable(ckpt: LoDCheckpoint, full_delegation: bool = False) -> PteExport:
+    """Export the untruncated model once: a model ExecuTorch cannot take fails in seconds, naming the op,
+    not after minutes of layer timing."""
+    return export_pte(deployable(ckpt.model, {}), ckpt.examples, full_delegation)
+
+
+def latency_table_for(ckpt: LoDCheckpoint, profile: DeviceProfile, progress: Progress | None = None,
+                      full_delegation: bool = False) -> LatencyTable:
     """The measured table cached for this device and model, else measure it (host), else estimate."""
     path = cached_table_path(profile.name, ckpt.digest())
     if path.is_file():
         return load_table(path, ckpt, profile)
     if profile.is_host:
+        if progress:
+            progress("exporting the whole model once (a model ExecuTorch cannot take fails here)")
+        check_exportable(ckpt, full_delegation)
         report = (lambda what, i, n: progress(f"profiling {what} ({i}/{n})")) if progress else None
         return measure_host_table(ckpt, profile, progress=report)
     return estimated_table(ckpt, profile)
+
+
+TIE_BREAK = 1e-9   # per unit of rank fraction cut: among truncations that cost nothing, keep the most rank
+
+
+def solver_penalty(measured_drop: float, rank: int, active_rank: int) -> float:
+    """A truncation never counts as a gain: a negative measured drop is held-out noise, so it is clamped at 0,
+    and a tiny cost per rank cut makes a budget that does not bind keep the whole model."""
+    return max(0.0, measured_drop) + TIE_BREAK * (1 - rank / active_rank)
 
 
 def solver_layers(ckpt: LoDCheckpoint, table: LatencyTable) -> list[LayerOptions]:
@@ -84,7 +96,8 @@ def solver_layers(ckpt: LoDCheckpoint, table: LatencyTable) -> list[LayerOptions
         entry = importance.get(name)
         if entry is None:
             raise UsageError(f"the checkpoint has no importance entry for layer {name}; retrain it with 'maestro-edge train'")
-        penalties = {rank: penalty(entry, i) for i, rank in enumerate(entry["ranks"])}
+        penalties = {rank: solver_penalty(penalty(entry, i), rank, layer.active_rank)
+                     for i, rank in enumerate(entry["ranks"])}
         options = [Option(DENSE, table.layers[name].dense_ms, 0.0)]
         options += [Option(rank, table.layers[name].option_ms(rank), penalties[rank])
                     for rank in layer_options(layer) if rank != DENSE and rank in penalties]
@@ -95,28 +108,29 @@ def solver_layers(ckpt: LoDCheckpoint, table: LatencyTable) -> list[LayerOptions
 class Fitter:
     """One loaded model, fitted to any number of devices and budgets (data and baselines loaded once)."""
 
-    def __init__(self, ckpt: LoDCheckpoint, progress: Progress | None = None, bundle: bool = False):
+    def __init__(self, ckpt: LoDCheckpoint, progress: Progress | None = None, bundle: bool = False,
+                 quality=None, full_delegation: bool = False):
+        """``quality``: how truncated models are scored (maestro_edge.quality); by default held-out accuracy
+        for a built-in model, the importance table's estimate for a user model (pass a UserMetric to measure).
+        ``full_delegation``: refuse a model with any op outside XNNPACK instead of running it on portable kernels.
+        """
         self.ckpt = ckpt
         self.bundle = bundle   # also write model.bpte: the .pte with reference inputs/outputs (BundledProgram)
         self.say = progress or (lambda message: None)
-        self.example = (torch.zeros(ckpt.input_shape),)
+        self.example = ckpt.examples
+        self.quality = quality or quality_for(ckpt)
+        self.full_delegation = full_delegation
 
     @cached_property
-    def data(self):
-        return load_eval_data(self.ckpt.data["name"], self.ckpt.data.get("seed", 0), limit=EVAL_IMAGES)
+    def dense_accuracy(self) -> float | None:
+        return self.quality.dense()
 
-    @cached_property
-    def dense_accuracy(self) -> float:
-        with all_cores():
-            return evaluate(self.ckpt.model, self.data.test_x, self.data.test_y, EVAL_BATCH)[0]
-
-    def accuracy_of(self, choices: dict) -> tuple[torch.nn.Module, float, float]:
-        """The truncated model (own BatchNorm statistics) and its held-out accuracy and loss."""
+    def accuracy_of(self, choices: dict) -> tuple[torch.nn.Module, float | None, float | None]:
+        """The truncated model (own BatchNorm statistics) and its held-out metric (and loss, where there is one)."""
         small = deployable(self.ckpt.model, choices)
-        with all_cores():
-            recalibrate_bn_(small, self.data.val_x[:BN_SAMPLES], BN_BATCH)
-            accuracy, loss = evaluate(small, self.data.test_x, self.data.test_y, EVAL_BATCH)
-        return small, accuracy, loss
+        self.quality.calibrate_(small)
+        value, loss = self.quality.score(small)
+        return small, value, loss
 
     def fit(self, profile: DeviceProfile, budget_ms: float, out_dir: Path, table: LatencyTable | None = None,
             timer=None) -> dict:
@@ -128,7 +142,7 @@ class Fitter:
         started = time.perf_counter()
         out_dir = Path(out_dir)
         check_output_folder(out_dir)
-        table = table or latency_table_for(self.ckpt, profile, self.say)
+        table = table or latency_table_for(self.ckpt, profile, self.say, self.full_delegation)
         layers = solver_layers(self.ckpt, table)
         plan, (small, accuracy, loss), pte, tries = self._solve_and_measure(profile, budget_ms, table, layers, timer)
         files, verification = self._artifacts(small, pte)
@@ -143,6 +157,7 @@ class Fitter:
             "accuracy": accuracy,
             "dense_accuracy": self.dense_accuracy,
             "estimated_accuracy_drop": plan.penalty,
+            "metric": {**self.quality.metric, "source": self.quality.source},
             # False when the untruncated model already meets the budget (nothing had to give).
             "budget_binding": table.predict_ms({name: DENSE for name in table.layers}) > budget_ms,
             "test_loss": loss,
@@ -151,6 +166,7 @@ class Fitter:
             "max_ranks": {name: layer.active_rank for name, layer in lod_layers(self.ckpt.model).items()},
             "baselines": self._baselines(table, budget_ms),
             "tries": tries,
+            "delegation": pte.delegation(),
             "verification": verification,
             "model": self._model_info(),
             "artifacts": [],
@@ -166,40 +182,42 @@ class Fitter:
         check_output_folder(out_dir)
         small, accuracy, loss = self.accuracy_of(choices)
         self.say("exporting .pte (ExecuTorch, XNNPACK)")
-        pte = lower_to_pte(small, self.example)
+        pte = export_pte(small, self.example, self.full_delegation)
         files, verification = self._artifacts(small, pte)
         record = {"schema_version": SCHEMA_VERSION, "ranks": dict(choices), "accuracy": accuracy,
-                  "dense_accuracy": self.dense_accuracy, "test_loss": loss, "verification": verification,
+                  "dense_accuracy": self.dense_accuracy, "test_loss": loss,
+                  "metric": {**self.quality.metric, "source": self.quality.source},
+                  "delegation": pte.delegation(), "verification": verification,
                   "model": self._model_info(), "artifacts": [], "wall_time_s": None}
         write_outputs(out_dir, files, record, "export.json", started)
         return record
 
-    def _artifacts(self, small, pte: bytes) -> tuple[dict[str, bytes], dict]:
+    def _artifacts(self, small, pte: PteExport) -> tuple[dict[str, bytes], dict]:
         """The files to write (.pte, .onnx, and .bpte when bundling), each checked against PyTorch."""
         self.say("exporting .onnx and checking the exports against PyTorch")
         onnx_bytes = export_onnx_bytes(small, self.example)
-        samples = self.data.test_x[:VERIFY_SAMPLES]
-        files = {"model.pte": pte, "model.onnx": onnx_bytes}
-        verification = {"pte_max_abs_error": compare_pte(pte, small, samples),
+        samples = self.quality.verification_samples()
+        files = {"model.pte": pte.buffer, "model.onnx": onnx_bytes}
+        verification = {"pte_max_abs_error": compare_pte(pte.buffer, small, samples),
                         "onnx_max_abs_error": compare_onnx(onnx_bytes, small, samples),
-                        "samples": len(samples), "inputs": "held-out test images, batch 1"}
+                        "samples": len(samples), "inputs": self.quality.info()["verify_inputs"]}
         if self.bundle:
-            files["model.bpte"] = bundle_pte(pte, small, samples)
+            files["model.bpte"] = bundle_pte(pte.buffer, small, samples)
             verification["bpte_self_check"] = check_bundle(files["model.bpte"])
         return files, verification
 
     def _model_info(self) -> dict:
-        return {"digest": self.ckpt.digest(), "arch": self.ckpt.arch["name"], "data": self.ckpt.data["name"],
-                "eval_data": self.data.name, "test_samples": len(self.data.test_x)}
+        info = {k: v for k, v in self.quality.info().items() if k != "verify_inputs"}
+        return {"digest": self.ckpt.digest(), "arch": self.ckpt.arch["name"], "data": self.ckpt.data["name"], **info}
 
-    def _measure(self, profile, small, pte: bytes, timer) -> float | None:
+    def _measure(self, profile, small, pte: PteExport, timer) -> float | None:
         protocol = Protocol(threads=profile.threads)
         if timer is not None:
             self.say(f"measuring the exported model on {profile.name}")
-            return timer.time({"model": (small, self.ckpt.input_shape)}, protocol, "model")["model"].p50_ms
+            return timer.time({"model": (small, self.example)}, protocol, "model")["model"].p50_ms
         if profile.is_host:
             self.say("measuring the exported model on this host")
-            return time_programs({"model": (pte, self.ckpt.input_shape)}, protocol)["model"].p50_ms
+            return time_programs({"model": (pte.buffer, self.example)}, protocol)["model"].p50_ms
         return None
 
     def _solve_and_measure(self, profile, budget_ms, table, layers, timer):
@@ -214,11 +232,11 @@ class Fitter:
                     f"budget {budget_ms:g} ms is below the fastest possible model on {profile.name}: {e.min_ms:.4g} ms "
                     f"({table.source}, {profile.runtime}, {table.threads} thread(s)); raise --ms to at least "
                     f"{e.min_ms:.4g}", min_ms=e.min_ms) from None
-            self.say("measuring held-out accuracy")
+            self.say(f"scoring the truncated model ({self.quality.metric['name']}, {self.quality.source})")
             scored = self.accuracy_of(dict(plan.choices))
             small = scored[0]
-            self.say("exporting .pte (ExecuTorch, XNNPACK)")
-            pte = lower_to_pte(small, self.example)
+            self.say("exporting .pte (ExecuTorch: XNNPACK where it takes the op)")
+            pte = export_pte(small, self.example, self.full_delegation)
             measured = self._measure(profile, small, pte, timer)
             tries.append({"solver_budget_ms": solver_budget, "predicted_ms": plan.predicted_ms,
                           "measured_ms": measured, "ranks": dict(plan.choices)})

@@ -12,7 +12,7 @@ from maestro_edge.cli import main
 from maestro_edge.data import load_dataset
 from maestro_edge.export.truncate import deployable
 from maestro_edge.export.verify import ATOL
-from maestro_edge.fit import BN_BATCH, BN_SAMPLES
+from maestro_edge.quality import BN_BATCH, BN_SAMPLES
 from maestro_edge.latency.table import LatencyTable, cached_table_path
 from maestro_edge.lod.checkpoint import LoDCheckpoint
 from maestro_edge.train.evaluate import recalibrate_bn_

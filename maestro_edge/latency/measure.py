@@ -53,8 +53,19 @@ def _set_threads(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def time_programs(programs: dict[str, tuple[bytes, tuple[int, ...]]], protocol: Protocol = Protocol()) -> dict[str, Timing]:
-    """Time each ``name -> (pte bytes, input shape)`` program; returns ``name -> Timing``."""
+InputSpec = tuple   # a probe's input: a shape (a layer's float activation) or the model's real input tensors
+
+
+def inputs_for(spec: InputSpec, generator: torch.Generator | None = None) -> tuple[torch.Tensor, ...]:
+    """The tensors to call a program with: for a shape, zeros (or random normal from ``generator``);
+    for real inputs (token ids, masks, images), those inputs: nothing invents an input a model cannot take."""
+    if all(isinstance(d, int) and not isinstance(d, bool) for d in spec):
+        return (torch.zeros(spec) if generator is None else torch.randn(spec, generator=generator),)
+    return tuple(spec)
+
+
+def time_programs(programs: dict[str, tuple[bytes, InputSpec]], protocol: Protocol = Protocol()) -> dict[str, Timing]:
+    """Time each ``name -> (pte bytes, input shape or inputs)`` program; returns ``name -> Timing``."""
     _set_threads(protocol.threads)
     from executorch.runtime import Runtime
 
@@ -63,7 +74,7 @@ def time_programs(programs: dict[str, tuple[bytes, tuple[int, ...]]], protocol: 
     with quiet():   # the first Runtime.get() prints cpuinfo lines from C++
         runtime = Runtime.get()
         for name, (buffer, shape) in programs.items():
-            loaded[name] = (runtime.load_program(buffer).load_method("forward"), (torch.randn(shape, generator=generator),))
+            loaded[name] = (runtime.load_program(buffer).load_method("forward"), inputs_for(shape, generator))
     for method, inputs in loaded.values():
         for _ in range(protocol.warmup):
             method.execute(inputs)

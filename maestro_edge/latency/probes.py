@@ -14,15 +14,15 @@ DENSE = "dense"
 
 
 @torch.no_grad()
-def layer_input_shapes(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
-    """Input shape of every LoD layer for a model input of ``input_shape`` (one traced forward)."""
+def layer_input_shapes(model: nn.Module, example_inputs: tuple[torch.Tensor, ...]) -> dict[str, tuple[int, ...]]:
+    """Input shape of every LoD layer when the model runs on ``example_inputs`` (one forward pass)."""
     shapes, hooks = {}, []
     for name, layer in lod_layers(model).items():
         hooks.append(layer.register_forward_hook(lambda m, args, out, name=name: shapes.__setitem__(name, tuple(args[0].shape))))
     was_training = model.training
     model.eval()
     try:
-        model(torch.zeros(input_shape))
+        model(*example_inputs)
     finally:
         for hook in hooks:
             hook.remove()

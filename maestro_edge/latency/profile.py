@@ -26,14 +26,14 @@ from torch import nn
 from maestro_edge._quiet import quiet
 from maestro_edge.devices.profile import DeviceProfile
 from maestro_edge.export.truncate import deployable
-from maestro_edge.latency.measure import Protocol, Timing, time_programs
+from maestro_edge.latency.measure import Protocol, Timing, inputs_for, time_programs
 from maestro_edge.latency.probes import DENSE, layer_input_shapes, layer_options, probe_module, probe_name
 from maestro_edge.latency.table import LatencyTable, LayerLatency, cached_table_path
 from maestro_edge.lod.checkpoint import LoDCheckpoint
 from maestro_edge.lod.layers import lod_layers
 
 Progress = Callable[[str, int, int], None]   # (what, done, total); `what` carries the ETA once known
-Modules = dict[str, tuple[nn.Module, tuple[int, ...]]]   # probe name -> (module, input shape)
+Modules = dict[str, tuple[nn.Module, tuple]]   # probe name -> (module, input shape or real inputs)
 
 CALL = "call"
 PLANS = ("dense", "fastest", "half")
@@ -85,7 +85,8 @@ class HostTimer(Timer):
     def time(self, modules: Modules, protocol: Protocol, kind: str) -> dict[str, Timing]:
         from maestro_edge.export.pte import lower_to_pte
 
-        programs = {name: (lower_to_pte(module, (torch.zeros(shape),)), shape) for name, (module, shape) in modules.items()}
+        programs = {name: (lower_to_pte(module, inputs_for(spec), full_delegation=kind == "layer"), spec)
+                    for name, (module, spec) in modules.items()}
         return time_programs(programs, protocol)
 
     def provenance(self) -> dict:
@@ -121,7 +122,7 @@ def measure_table(ckpt: LoDCheckpoint, profile: DeviceProfile, timer: Timer, pro
                         "protocol": protocol.to_dict(), "fingerprint": device})
     done = read_journal(journal, setup)
     layers = lod_layers(ckpt.model)
-    shapes = layer_input_shapes(ckpt.model, ckpt.input_shape)
+    shapes = layer_input_shapes(ckpt.model, ckpt.examples)
     total = len(layers) + 1
     eta = Eta(total - sum(name in done for name in layers))
     for index, (name, layer) in enumerate(layers.items()):
@@ -194,7 +195,7 @@ def calibration_plans(ckpt: LoDCheckpoint, table: LatencyTable) -> dict[str, dic
 def calibrate_overhead(ckpt: LoDCheckpoint, table: LatencyTable, timer: Timer, protocol: Protocol) -> tuple[float, float, list]:
     """Whole-model time minus the sum of its layers, at three plans: the non-additive part."""
     plans = calibration_plans(ckpt, table)
-    modules = {name: (deployable(ckpt.model, plan), ckpt.input_shape) for name, plan in plans.items()}
+    modules = {name: (deployable(ckpt.model, plan), ckpt.examples) for name, plan in plans.items()}
     timings = timer.time(modules, protocol, "model")
     calibration = [{"plan": name, "measured_ms": timings[name].p50_ms,
                     "sum_of_layers_ms": sum(table.layers[n].option_ms(c) for n, c in plan.items())}
@@ -300,7 +301,7 @@ def estimated_table(ckpt: LoDCheckpoint, profile: DeviceProfile) -> LatencyTable
     """Per-layer latencies predicted from the profile's compute figures (no device needed)."""
     from maestro_edge.latency.estimated import estimate_layer_ms
 
-    shapes = layer_input_shapes(ckpt.model, ckpt.input_shape)
+    shapes = layer_input_shapes(ckpt.model, ckpt.examples)
     layers = {}
     for name, layer in lod_layers(ckpt.model).items():
         options = layer_options(layer)

@@ -54,7 +54,7 @@ from maestro_edge._quiet import quiet
 from maestro_edge.devices.profile import DeviceProfile
 from maestro_edge.devices.transports import AdbTransport, LocalTransport, SshTransport, Transport, make_transport
 from maestro_edge.errors import ExportError, ProfileError, TransportError, UsageError
-from maestro_edge.latency.measure import Protocol, Timing, summarize
+from maestro_edge.latency.measure import Protocol, Timing, inputs_for, summarize
 from maestro_edge.latency.profile import Modules, Progress, Timer, measure_table
 from maestro_edge.latency.table import LatencyTable
 from maestro_edge.lod.checkpoint import LoDCheckpoint
@@ -262,7 +262,7 @@ class RemoteTimer(Timer):
             for i, (name, (module, shape)) in enumerate(modules.items()):
                 file = f"p{i}{SUFFIX[self.runtime]}"
                 z.writestr(file, export_probe(module, shape, self.runtime, kind))
-                probes.append({"name": name, "file": file, "input_shape": list(shape)})
+                probes.append({"name": name, "file": file, "input_shape": agent_input_shape(shape)})
                 work_ms.append(call_bound_ms(module, shape))
             z.writestr("manifest.json", json.dumps({"probes": probes}))
         return work_ms
@@ -303,13 +303,22 @@ def target_name(transport: Transport) -> str:
     return getattr(transport, "host", None) or getattr(transport, "serial", None) or transport.name
 
 
-def export_probe(module: nn.Module, shape: tuple[int, ...], runtime: str, kind: str = "layer") -> bytes:
+def agent_input_shape(spec) -> list[int]:
+    """The agent feeds one random float32 input of a shape: a model with other inputs cannot be timed there yet."""
+    inputs = inputs_for(spec)
+    if len(inputs) != 1 or not inputs[0].is_floating_point():
+        raise UsageError("timing a model whose inputs are not one float tensor is not supported over ssh yet; "
+                         "use the host or an estimated profile for it")
+    return list(inputs[0].shape)
+
+
+def export_probe(module: nn.Module, shape: tuple, runtime: str, kind: str = "layer") -> bytes:
     """``module`` in the runtime's file format (see the module docstring for the exporter choice)."""
-    example = (torch.zeros(shape),)
+    example = inputs_for(shape)
     if runtime == "executorch-xnnpack":
         from maestro_edge.export.pte import lower_to_pte
 
-        return lower_to_pte(module, example)
+        return lower_to_pte(module, example, full_delegation=kind == "layer")
     from maestro_edge.export.onnx_export import export_onnx_bytes
 
     if kind == "layer":
@@ -347,7 +356,7 @@ def macs(module: nn.Module, shape: tuple[int, ...]) -> int:
         if isinstance(m, (nn.Conv2d, nn.Linear)):
             hooks.append(m.register_forward_hook(count))
     try:
-        module.eval()(torch.zeros(shape))
+        module.eval()(*inputs_for(shape))
     finally:
         for h in hooks:
             h.remove()

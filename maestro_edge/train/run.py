@@ -17,7 +17,7 @@ from maestro_edge.data import load_dataset
 from maestro_edge.errors import CheckpointError, UsageError
 from maestro_edge.lod.checkpoint import LoDCheckpoint
 from maestro_edge.lod.factorize import FactorizeConfig, factorize_
-from maestro_edge.lod.importance import importance_table
+from maestro_edge.lod.importance import accuracy_importance_table
 from maestro_edge.lod.layers import lod_layers
 from maestro_edge.models import build_model
 from maestro_edge.train import distributed
@@ -110,7 +110,7 @@ def train_checkpoint(arch: str, data_name: str, recipe: Recipe, out: Path,
         # passes of a large model in seconds); fp32, no autocast. The checkpoint is saved from the CPU.
         model.eval()
         test_acc, test_loss = evaluate(model, data.test_x, data.test_y)
-        importance = importance_table(model, data.val_x, data.val_y) if main else None
+        importance = accuracy_importance_table(model, data.val_x, data.val_y) if main else None
         model.to("cpu")
         ckpt = checkpoint(
             {**metrics, "test_accuracy": test_acc, "test_loss": test_loss,

@@ -6,7 +6,7 @@ import torch
 
 from maestro_edge.lod.factorize import factorize_
 from maestro_edge.lod.grid import rank_grid
-from maestro_edge.lod.importance import importance_table
+from maestro_edge.lod.importance import accuracy_importance_table
 from maestro_edge.lod.layers import lod_layers
 from maestro_edge.models import build_model
 
@@ -17,7 +17,7 @@ def test_importance_table_covers_every_layer_on_its_rank_grid():
     factorize_(model)
     lod_layers(model)["classifier.1"].active_rank = 40          # a shrunk layer: grid follows active rank
     x, y = torch.randn(32, 1, 28, 28), torch.randint(0, 10, (32,))
-    table = importance_table(model, x, y)
+    table = accuracy_importance_table(model, x, y)
     assert table["base"]["samples"] == 32
     for name, layer in lod_layers(model).items():
         entry = table["layers"][name]
