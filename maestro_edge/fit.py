@@ -79,7 +79,7 @@ def latency_table_for(ckpt: LoDCheckpoint, profile: DeviceProfile, progress: Pro
     return estimated_table(ckpt, profile)
 
 
-TIE_BREAK = 1e-9   # per unit of rank fraction cut: among truncations that cost nothing, keep the most rank
+TIE_BREAK = 1e-6   # per unit of rank fraction cut: among truncations that cost nothing, keep the most rank
 
 
 def solver_penalty(measured_drop: float, rank: int, active_rank: int) -> float:

@@ -81,6 +81,14 @@ class LoDCheckpoint:
         layers, norms = prog.lod_layer_specs(model), prog.batch_norm_configs(model)
         was_training = model.training
         try:
+            with torch.no_grad():
+                model.eval()(*examples)
+        except Exception as e:
+            model.train(was_training)
+            shapes = ", ".join(f"{tuple(x.shape)} {str(x.dtype).removeprefix('torch.')}" for x in examples)
+            raise MaestroError(f"the model raised {type(e).__name__} on the example inputs ({shapes}): "
+                               f"{' '.join(str(e).split())[:160]}; pass the inputs it is called with") from None
+        try:
             program = prog.export_program(model, examples, [*layers, *norms])
         except Exception as e:
             raise MaestroError(f"torch.export could not capture the model: {type(e).__name__}: "
