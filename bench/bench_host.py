@@ -57,10 +57,11 @@ def bench_prediction(ckpt, table, n_plans: int, protocol: Protocol, seed: int = 
     plans = {"dense": {n: "dense" for n in layers}}
     while len(plans) < n_plans + 1:
         plans[f"plan{len(plans)}"] = {n: rng.choice(layer_options(l)) for n, l in layers.items()}
-    x = (torch.zeros(ckpt.input_shape),)
-    programs = {name: (lower_to_pte(deployable(ckpt.model, plan), x), ckpt.input_shape) for name, plan in plans.items()}
+    x = ckpt.examples   # real inputs: token ids and masks for a user's encoder
+    programs = {name: (lower_to_pte(deployable(ckpt.model, plan), x, full_delegation=False), x)
+                for name, plan in plans.items()}
     measured = {name: t.p50_ms for name, t in time_programs(programs, protocol).items()}
-    shapes = layer_input_shapes(ckpt.model, ckpt.input_shape)
+    shapes = layer_input_shapes(ckpt.model, ckpt.examples)
     macs = {name: sum(layer_macs_total(layers[n], shapes[n], c) for n, c in plan.items()) for name, plan in plans.items()}
     rows = []
     for name, plan in plans.items():
@@ -96,6 +97,7 @@ def main(argv=None):
     parser.add_argument("--plans", type=int, default=24)
     parser.add_argument("--budgets", type=int, default=10)
     parser.add_argument("--quick", action="store_true", help="smoke mode: 4 plans, 2 budgets, short protocol")
+    parser.add_argument("--p1-only", action="store_true", help="P1 and P5 only (no fits: a user model without --eval)")
     args = parser.parse_args(argv)
     if args.quick:
         args.plans, args.budgets = 4, 2
@@ -121,6 +123,8 @@ def main(argv=None):
     print(f"\nP5 speedup / MAC reduction over the random plans: median {statistics.median(ratios):.2f}, "
           f"min {min(ratios):.2f}")
 
+    if args.p1_only:
+        return
     with tempfile.TemporaryDirectory() as tmp:
         sweep, fastest, dense = bench_sweep(ckpt, table, args.budgets, Path(tmp))
     ratio = [r["measured"] / r["budget"] for r in sweep]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import tempfile
 from pathlib import Path
@@ -12,6 +13,14 @@ from torch import nn
 from maestro_edge._quiet import quiet
 from maestro_edge.errors import ExportError
 from maestro_edge.lod.checkpoint import output_tensors
+
+
+def batch_dynamic_shapes(module: nn.Module, inputs: tuple, dim) -> tuple:
+    """Dimension 0 of every input dynamic, in the structure torch.export expects for ``module.forward``:
+    one spec per parameter, or one tuple for a ``*args`` forward (a loaded user model's)."""
+    specs = tuple({0: dim} for _ in inputs)
+    parameters = inspect.signature(module.forward).parameters.values()
+    return (specs,) if any(p.kind is p.VAR_POSITIONAL for p in parameters) else specs
 
 
 def export_onnx_bytes(module: nn.Module, example_inputs: tuple[torch.Tensor, ...]) -> bytes:
@@ -30,7 +39,7 @@ def export_onnx_bytes(module: nn.Module, example_inputs: tuple[torch.Tensor, ...
             try:   # batch dimension dynamic (examples twice, so it is not specialised to 1) ...
                 doubled = tuple(torch.cat([x, x]) for x in example_inputs)
                 batch = torch.export.Dim("batch")
-                torch.onnx.export(module, doubled, path, dynamic_shapes=tuple({0: batch} for _ in doubled), **kw)
+                torch.onnx.export(module, doubled, path, dynamic_shapes=batch_dynamic_shapes(module, doubled, batch), **kw)
             except Exception:   # ... unless the model fixes its batch size
                 try:
                     torch.onnx.export(module, example_inputs, path, **kw)
