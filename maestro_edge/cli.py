@@ -338,7 +338,8 @@ def _quality(ckpt, eval_spec, calibrate_spec):
     from maestro_edge.quality import UserMetric
 
     if calibrate_spec and not eval_spec:
-        raise click.BadParameter("--calibrate needs --eval (recalibrated BatchNorm only matters to a measured metric)")
+        raise click.BadParameter("--calibrate needs --eval (recalibrated BatchNorm only matters to a measured "
+                                 "metric); pass --eval too")
     if not eval_spec:
         return None
     calibration = load_callable(calibrate_spec, "--calibrate") if calibrate_spec else None

@@ -53,7 +53,8 @@ def _lower(module: nn.Module, example_inputs: tuple[torch.Tensor, ...], full_del
         exported = torch.export.export(module.eval(), tuple(example_inputs))
         edge = to_edge_transform_and_lower(exported, partitioner=[XnnpackPartitioner()])
     except Exception as e:  # the exporter raises many types; the user needs the one line
-        raise ExportError(f"ExecuTorch export failed: {type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
+        raise ExportError(f"ExecuTorch cannot export the model ({type(e).__name__}: {' '.join(str(e).split())[:240]}); "
+                          "replace or remove the op it names") from None
     graph = edge.exported_program().graph_module.graph
     leftover = Counter(undelegated_ops(edge.exported_program().graph_module))
     if leftover and full_delegation:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import warnings
 
 from torch import nn
 
@@ -37,7 +38,10 @@ def truncate_(model: nn.Module, choices: dict[str, int | str]) -> nn.Module:
 
 def deployable(model: nn.Module, choices: dict[str, int | str]) -> nn.Module:
     """A truncated copy of ``model`` built only from standard nn layers, in eval mode."""
-    small = truncate_(copy.deepcopy(model), choices)
+    with warnings.catch_warnings():   # copying a loaded program's tree specs warns about torch internals
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        copied = copy.deepcopy(model)
+    small = truncate_(copied, choices)
     for name, layer in lod_layers(small).items():
         _set_submodule(small, name, layer.to_sequential())
     return small.eval()

@@ -84,7 +84,7 @@ def _score(eval_fn, model, name: str, what: str) -> float:
             value = eval_fn(model)
     except Exception as e:
         raise MaestroError(f"eval function {name!r} raised {type(e).__name__} on {what}: "
-                           f"{' '.join(str(e).split())[:160]}") from None
+                           f"{' '.join(str(e).split())[:160]}; fix the function") from None
     try:
         value = float(value)
     except (TypeError, ValueError):

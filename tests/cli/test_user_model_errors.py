@@ -1,0 +1,89 @@
+"""Bad input around a user's own model: one error line that says what to do, exit != 0, nothing left behind.
+
+Same rule and helpers as test_catalogue.py; ids are documented in docs/errors.md too.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import maestro_edge as me
+from tests.cli.test_catalogue import assert_one_line_error, run_cli, snapshot
+
+EVALS = '''
+import math
+def score(model): return 0.5
+def boom(model): return 1 / 0
+def nan(model): return math.nan
+def text(model): return "good"
+def batches(): return []
+not_callable = 3
+'''
+
+
+class Net(nn.Module):
+    def __init__(self, activation: str = "relu"):
+        super().__init__()
+        self.activation = activation
+        self.fc = nn.Linear(16, 16)
+
+    def forward(self, x):
+        y = self.fc(x)
+        if self.activation == "fft":
+            return torch.fft.rfft(y).abs()
+        return y.relu() if self.activation == "relu" else y.tanh()
+
+
+def _save(path: Path, model: nn.Module) -> Path:
+    me.factorize_(model)
+    x = torch.randn(1, 16)
+    table = me.importance_table(model, lambda m: -float(m(x).square().mean()), x)
+    me.LoDCheckpoint.from_model(model, x, importance=table).save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def user(tmp_path_factory):
+    root = tmp_path_factory.mktemp("user")
+    torch.manual_seed(0)
+    good = _save(root / "good.lod", Net())
+    _save(root / "spectral.lod", Net("fft"))
+    torch.manual_seed(0)
+    _save(root / "edited.lod", Net("tanh"))   # good.lod's weights, its forward edited
+    (root / "evals.py").write_text(EVALS)
+    from maestro_edge.devices.profile import find_profile
+    from maestro_edge.latency.profile import estimated_table
+
+    stale = estimated_table(me.LoDCheckpoint.load(good), find_profile("pixel7"))
+    stale.save(root / "stale-table.json")   # good.lod's table: stale for edited.lod
+    return root
+
+
+FIT = ["fit", "--device", "pixel7", "--ms", "5"]
+CASES = {
+    "user-model-not-exportable": (["--model", "spectral.lod"], ["ExecuTorch cannot export", "abs"]),
+    "user-eval-module-missing": (["--model", "good.lod", "--eval", "nosuch.evals:score"], ["no module named", "nosuch"]),
+    "user-eval-function-missing": (["--model", "good.lod", "--eval", "evals:nosuch"], ["no function 'nosuch'"]),
+    "user-eval-not-callable": (["--model", "good.lod", "--eval", "evals:not_callable"], ["no function"]),
+    "user-eval-bad-spec": (["--model", "good.lod", "--eval", "score"], ["not of the form"]),
+    "user-eval-raises": (["--model", "good.lod", "--eval", "evals:boom"], ["raised ZeroDivisionError"]),
+    "user-eval-returns-nan": (["--model", "good.lod", "--eval", "evals:nan"], ["returned nan"]),
+    "user-eval-returns-text": (["--model", "good.lod", "--eval", "evals:text"], ["not a number"]),
+    "user-calibrate-without-eval": (["--model", "good.lod", "--calibrate", "evals:batches"], ["needs --eval"]),
+    "user-table-of-another-graph": (["--model", "edited.lod", "--table", "stale-table.json"], ["another model"]),
+}
+USER_MODEL_CASE_IDS = set(CASES)
+
+
+@pytest.mark.parametrize("case_id", sorted(CASES))
+def test_user_model_bad_input(capsys, monkeypatch, user, case_id):
+    extra, words = CASES[case_id]
+    monkeypatch.chdir(user)   # --eval modules are imported from the current folder
+    before = snapshot(user)
+    code, out, err = run_cli(capsys, [*FIT, *extra, "--out", str(user / "out"), "--quiet"])
+    assert_one_line_error(code, out, err, words)
+    assert snapshot(user) == before, "files were written, changed or left behind"
