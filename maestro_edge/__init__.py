@@ -6,6 +6,9 @@ no executorch: importing the ExecuTorch runtime alone costs ~5 s).
     from maestro_edge import LoDCheckpoint, find_profile, Fitter
     fitter = Fitter(LoDCheckpoint.load("lod.pt"))
     record = fitter.fit(find_profile("pixel7"), 20.0, "out/pixel7-20ms")
+
+Your own model: factorize_, train_lod (or LoDSchedule in your loop), importance_table(model, eval_fn,
+example_inputs), LoDCheckpoint.from_model(...).save(path); README "Your own model".
 """
 
 from importlib import import_module
@@ -20,6 +23,8 @@ _EXPORTS = {
     "LoDCheckpoint": "maestro_edge.lod.checkpoint",
     "importance_table": "maestro_edge.lod.importance",
     "Recipe": "maestro_edge.train.loop",
+    "LoDSchedule": "maestro_edge.train.lod_schedule",
+    "train_lod": "maestro_edge.train.lod_schedule",
     "train_checkpoint": "maestro_edge.train.run",
     "DeviceProfile": "maestro_edge.devices.profile",
     "find_profile": "maestro_edge.devices.profile",

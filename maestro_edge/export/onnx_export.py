@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import os
 import tempfile
 from pathlib import Path
@@ -13,14 +12,7 @@ from torch import nn
 from maestro_edge._quiet import quiet
 from maestro_edge.errors import ExportError
 from maestro_edge.lod.checkpoint import output_tensors
-
-
-def batch_dynamic_shapes(module: nn.Module, inputs: tuple, dim) -> tuple:
-    """Dimension 0 of every input dynamic, in the structure torch.export expects for ``module.forward``:
-    one spec per parameter, or one tuple for a ``*args`` forward (a loaded user model's)."""
-    specs = tuple({0: dim} for _ in inputs)
-    parameters = inspect.signature(module.forward).parameters.values()
-    return (specs,) if any(p.kind is p.VAR_POSITIONAL for p in parameters) else specs
+from maestro_edge.lod.program import batch_dynamic_shapes
 
 
 def export_onnx_bytes(module: nn.Module, example_inputs: tuple[torch.Tensor, ...]) -> bytes:

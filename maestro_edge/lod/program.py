@@ -13,6 +13,7 @@ unpickling for some payloads; ``check_archive`` refuses any such payload before 
 from __future__ import annotations
 
 import base64
+import inspect
 import io
 import json
 import warnings
@@ -40,16 +41,46 @@ def batch_norm_configs(model: nn.Module) -> dict[str, dict]:
             for name, m in model.named_modules() if type(m) in BATCH_NORMS.values() and m.track_running_stats}
 
 
+class _Root(nn.Module):
+    """The user's model under a ``forward(*args)`` with the same submodule and tensor names.
+
+    Unflattening passes a top-level input twice to a preserved submodule that reads it directly when
+    the model's own forward argument shares the submodule's internal names (``nn.Sequential.forward(
+    self, input)``); positional ``*args`` placeholders never collide.
+    """
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.__dict__["_model"] = model   # not a child: the names stay the model's own
+        for name, child in model.named_children():
+            self.add_module(name, child)
+        for name, param in model.named_parameters(recurse=False):
+            self.register_parameter(name, param)
+        for name, buffer in model.named_buffers(recurse=False):
+            self.register_buffer(name, buffer)
+
+    def forward(self, *args):
+        return self._model(*args)
+
+
+def batch_dynamic_shapes(module: nn.Module, inputs: tuple, dim) -> tuple:
+    """Dimension 0 of every input dynamic, in the structure torch.export expects for ``module.forward``:
+    one spec per parameter, or one tuple for a ``*args`` forward."""
+    specs = tuple({0: dim} for _ in inputs)
+    parameters = inspect.signature(module.forward).parameters.values()
+    return (specs,) if any(p.kind is p.VAR_POSITIONAL for p in parameters) else specs
+
+
 def export_program(model: nn.Module, example_inputs: tuple[torch.Tensor, ...], keep: list[str]):
     """``torch.export`` of ``model`` in eval mode, batch dimension dynamic where the model allows it."""
-    model.eval()
+    root = _Root(model.eval())
     # A batch of 1 would be specialised; a batch of 2 (the examples twice) lets the exporter keep it free.
     doubled = tuple(torch.cat([x, x]) for x in example_inputs)
-    dynamic = tuple({0: torch.export.Dim.AUTO} for _ in example_inputs)
+    dynamic = batch_dynamic_shapes(root, doubled, torch.export.Dim.AUTO)
     try:
-        return torch.export.export(model, doubled, dynamic_shapes=dynamic, preserve_module_call_signature=tuple(keep))
+        return torch.export.export(root, doubled, dynamic_shapes=dynamic, preserve_module_call_signature=tuple(keep))
     except Exception:   # the model fixes its batch size: export it as given
-        return torch.export.export(model, example_inputs, preserve_module_call_signature=tuple(keep))
+        return torch.export.export(root, example_inputs, preserve_module_call_signature=tuple(keep))
 
 
 def build_module(program, layers: dict[str, dict], batch_norms: dict[str, dict]) -> nn.Module:
