@@ -23,8 +23,11 @@ def cli(*argv, cwd=None) -> subprocess.CompletedProcess:
                           text=True, timeout=900, env={**os.environ, "PYTHONWARNINGS": "ignore"})
 
 
-def check_exports(folder: Path, ckpt: "me.LoDCheckpoint") -> dict:
-    """The .pte runs in the ExecuTorch runtime and .onnx in onnxruntime, both matching eager on the real inputs."""
+def check_exports(folder: Path, ckpt: "me.LoDCheckpoint", calibration=None) -> dict:
+    """The .pte runs in the ExecuTorch runtime and .onnx in onnxruntime, both matching eager on the real inputs.
+
+    ``calibration``: the batches the fit recalibrated BatchNorm on (``--calibrate``), to rebuild the same model.
+    """
     import onnxruntime as ort
     from executorch.runtime import Runtime
 
@@ -32,6 +35,10 @@ def check_exports(folder: Path, ckpt: "me.LoDCheckpoint") -> dict:
 
     record = json.loads((folder / "fit.json").read_text())
     small = deployable(ckpt.model, record["ranks"])
+    if calibration is not None:
+        from maestro_edge.quality import recalibrate_bn_batches_
+
+        recalibrate_bn_batches_(small, calibration)
     with torch.no_grad():
         expected = small(*ckpt.examples)
     expected = expected if isinstance(expected, torch.Tensor) else expected[0]

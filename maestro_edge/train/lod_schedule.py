@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from maestro_edge.errors import MaestroError
-from maestro_edge.lod.layers import lod_layers
+from maestro_edge.lod.layers import lod_layers, set_compose_weights
 from maestro_edge.lod.regularize import GroupLasso, shrink_
 from maestro_edge.train.sampler import SAMPLERS
 
@@ -98,7 +98,9 @@ def train_lod(model: nn.Module, loader: Iterable, loss_fn: Callable | None, epoc
     truncated model is also pulled toward the teacher's outputs by ``distill_loss`` (MSE by default:
     works for logits and embeddings); with a teacher, ``loss_fn`` may be None (unlabeled data, pure
     distillation). ``output_fn`` maps a model's output to a tensor (e.g. ``lambda o: o.last_hidden_state``).
-    Returns per-epoch mean losses, what shrank, steps and seconds.
+    Returns per-epoch mean losses (task + distillation + penalty), what shrank, steps and seconds.
+    Make the teacher with ``copy.deepcopy(model)`` *before* ``factorize_`` (which works in place).
+    BatchNorm statistics are not recalibrated here: ``fit --calibrate`` does it per truncated model.
     """
     if loss_fn is None and teacher is None:
         raise MaestroError("train_lod needs a loss_fn, a teacher to distil from, or both")
@@ -108,6 +110,19 @@ def train_lod(model: nn.Module, loader: Iterable, loss_fn: Callable | None, epoc
         teacher.eval()
     history = {"epoch_loss": [], "shrunk": [], "steps": 0, "seconds": 0.0}
     started = time.perf_counter()
+    set_compose_weights(model, True)   # high ranks run as one dense op on U_r V_r: same function, fewer MACs
+    try:
+        _epochs(model, loader, loss_fn, epochs, optimizer, teacher, distill_weight, distill_loss, output_fn,
+                schedule, clip_grad_norm, progress, history)
+    finally:
+        set_compose_weights(model, False)
+    model.eval()
+    history["seconds"] = time.perf_counter() - started
+    return history
+
+
+def _epochs(model, loader, loss_fn, epochs, optimizer, teacher, distill_weight, distill_loss, output_fn,
+            schedule, clip_grad_norm, progress, history) -> None:
     for epoch in range(epochs):
         model.train()
         total, batches = 0.0, 0
@@ -133,6 +148,3 @@ def train_lod(model: nn.Module, loader: Iterable, loss_fn: Callable | None, epoc
         history["steps"] += batches
         if progress:
             progress(f"LoD epoch {epoch + 1}/{epochs}: loss {history['epoch_loss'][-1]:.4g}")
-    model.eval()
-    history["seconds"] = time.perf_counter() - started
-    return history
