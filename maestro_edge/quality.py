@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from maestro_edge.data import load_eval_data
-from maestro_edge.lod.importance import _score
+from maestro_edge.lod.importance import score_model
 from maestro_edge.train.evaluate import all_cores, evaluate, recalibrate_bn_
 
 EVAL_IMAGES = 2000    # at most this many test (and validation) images: ±0.7 pp at 90% accuracy, and each fit
@@ -75,7 +75,7 @@ class UserMetric:
 
     def score(self, model: nn.Module) -> tuple[float, None]:
         with all_cores():
-            return _score(self.eval_fn, model, self.metric["name"], "the truncated model"), None
+            return score_model(self.eval_fn, model, self.metric["name"], "the truncated model"), None
 
     def dense(self) -> float:
         from maestro_edge.export.truncate import deployable

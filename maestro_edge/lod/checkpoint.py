@@ -109,13 +109,6 @@ class LoDCheckpoint:
         return cls(model=rebuilt, arch=arch, data=data, importance=importance or {}, example_inputs=examples,
                    metric=metric, program=program, batch_norms=norms)
 
-    def fresh_model(self) -> nn.Module:
-        """A new copy of the model as loaded (ranks and BatchNorm statistics of the checkpoint)."""
-        if self.program is None:
-            import copy
-            return copy.deepcopy(self.model)
-        return prog.build_module(self.program, self._program_layers(), self.batch_norms)
-
     def _sync_program_weights(self) -> None:
         """Put the live model's tensors (changed by recalibration or training since) into the program."""
         held = self.program.state_dict
@@ -153,6 +146,11 @@ class LoDCheckpoint:
         if self.program is not None:
             self._save_program(Path(path))
             return
+        from maestro_edge.models import ARCHITECTURES
+
+        if self.arch.get("name") not in ARCHITECTURES:   # it could not be rebuilt from its name on load
+            raise MaestroError(f"architecture {self.arch.get('name')!r} is not built in; save your own model "
+                               "with LoDCheckpoint.from_model(model, example_inputs, importance=...)")
         self.save_dict(self.to_dict(), path)
 
     def _save_program(self, path: Path) -> None:

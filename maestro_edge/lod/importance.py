@@ -57,7 +57,7 @@ def importance_table(model, eval_fn: Callable, example_inputs=None, *, higher_is
         with torch.no_grad():
             model.eval()(*inputs)
     sign = 1.0 if higher_is_better else -1.0
-    base = _score(eval_fn, model, name, "the untruncated model")
+    base = score_model(eval_fn, model, name, "the untruncated model")
     table = {}
     total = sum(len(rank_grid(layer)) for layer in layers.values())
     done = 0
@@ -66,7 +66,7 @@ def importance_table(model, eval_fn: Callable, example_inputs=None, *, higher_is
         for rank in rank_grid(layer):
             layer.sampled_rank = rank
             try:
-                values.append(_score(eval_fn, model, name, f"layer {layer_name} at rank {rank}"))
+                values.append(score_model(eval_fn, model, name, f"layer {layer_name} at rank {rank}"))
             finally:
                 layer.sampled_rank = None
             done += 1
@@ -78,7 +78,8 @@ def importance_table(model, eval_fn: Callable, example_inputs=None, *, higher_is
             "layers": table}
 
 
-def _score(eval_fn, model, name: str, what: str) -> float:
+def score_model(eval_fn, model, name: str, what: str) -> float:
+    """``eval_fn(model)`` as a finite float, or one MaestroError naming the function and what it scored."""
     try:
         with torch.no_grad():
             value = eval_fn(model)

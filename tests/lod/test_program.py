@@ -89,19 +89,27 @@ def test_the_digest_covers_the_forward_code():
     assert _checkpoint(a)[2].digest() != _checkpoint(b)[2].digest()
 
 
+def _edited_member(path, dest, suffix: str, edit):
+    """A copy of the archive at ``path`` whose JSON member ending in ``suffix`` went through ``edit``."""
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(dest, "w") as dst:
+        for item in src.infolist():
+            data = src.read(item)
+            if item.filename.endswith(suffix):
+                content = json.loads(data)
+                edit(content)
+                data = json.dumps(content).encode()
+            dst.writestr(item, data)
+    return dest
+
+
 def test_pickled_payloads_are_refused(tmp_path):
     _, _, ckpt = _checkpoint()
     path = tmp_path / "m.lod"
     ckpt.save(path)
-    evil = tmp_path / "evil.lod"
-    with zipfile.ZipFile(path) as src, zipfile.ZipFile(evil, "w") as dst:
-        for item in src.infolist():
-            data = src.read(item)
-            if item.filename.endswith("model_weights_config.json"):
-                config = json.loads(data)
-                next(iter(config["config"].values()))["use_pickle"] = True
-                data = json.dumps(config).encode()
-            dst.writestr(item, data)
+    def pickled(config):
+        next(iter(config["config"].values()))["use_pickle"] = True
+
+    evil = _edited_member(path, tmp_path / "evil.lod", "model_weights_config.json", pickled)
     with pytest.raises(CheckpointError, match="pickled"):
         me.LoDCheckpoint.load(evil)
 
@@ -110,15 +118,10 @@ def test_malformed_metadata_is_one_error(tmp_path):
     _, _, ckpt = _checkpoint()
     path = tmp_path / "m.lod"
     ckpt.save(path)
-    bad = tmp_path / "bad.lod"
-    with zipfile.ZipFile(path) as src, zipfile.ZipFile(bad, "w") as dst:
-        for item in src.infolist():
-            data = src.read(item)
-            if item.filename.endswith("maestro_edge.json"):
-                meta = json.loads(data)
-                meta["lod_layers"]["conv"]["active_rank"] = 999
-                data = json.dumps(meta).encode()
-            dst.writestr(item, data)
+    def out_of_range(meta):
+        meta["lod_layers"]["conv"]["active_rank"] = 999
+
+    bad = _edited_member(path, tmp_path / "bad.lod", "maestro_edge.json", out_of_range)
     with pytest.raises(CheckpointError, match="inconsistent"):
         me.LoDCheckpoint.load(bad)
 

@@ -15,8 +15,9 @@ from maestro_edge.errors import MaestroError
 from maestro_edge.lod.layers import lod_layers
 
 
-def mlp(widths=(64, 32, 10)):
-    torch.manual_seed(0)
+def mlp(widths=(64, 32, 10), seed=0):
+    """A factorized MLP (also used by test_user_loop.py)."""
+    torch.manual_seed(seed)
     layers = []
     for a, b in zip(widths, widths[1:]):
         layers += [nn.Linear(a, b), nn.ReLU()]

@@ -15,16 +15,7 @@ from torch import nn
 import maestro_edge as me
 from maestro_edge.errors import MaestroError
 from maestro_edge.lod.layers import lod_layers
-
-
-def mlp(widths=(64, 32, 10), seed=0):
-    torch.manual_seed(seed)
-    layers = []
-    for a, b in zip(widths, widths[1:]):
-        layers += [nn.Linear(a, b), nn.ReLU()]
-    model = nn.Sequential(*layers[:-1])
-    me.factorize_(model)
-    return model
+from tests.train.test_lod_schedule import mlp
 
 
 def test_the_sampled_rank_is_what_the_forward_pass_uses():
