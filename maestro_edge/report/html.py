@@ -121,6 +121,9 @@ def _parse_fit(path: Path, root: Path) -> Fit:
     if version != FIT_SCHEMA_VERSION:
         raise MaestroError(f"{path} has fit.json schema_version {version!r}, this maestro-edge reads "
                            f"{FIT_SCHEMA_VERSION}; re-run `maestro-edge fit` or use a matching maestro-edge")
+    if d.get("accuracy") is None and isinstance(d.get("metric"), dict) and d["metric"].get("source") == "estimated":
+        raise MaestroError(f"{path}: the fit's {d['metric'].get('name', 'metric')} was not measured (a model fitted "
+                           "without --eval); the report plots measured quality: fit again with --eval")
     try:
         device = d["device"]
         if not isinstance(device, str) or not device:
