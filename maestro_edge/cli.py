@@ -211,6 +211,10 @@ def profile(device, host, port, identity, python, serial, runner, model_path, fo
     click.echo(f"wrote {path}: {len(table.layers)} layers, overhead {table.overhead_ms:.3f} ms, "
                f"full model {table.full_model_ms:.3f} ms (measured on {prof.name}, {prof.runtime}, "
                f"{table.threads} thread(s))")
+    from maestro_edge.latency.load import busy_warning
+
+    if busy_warning(table):
+        click.echo(f"warning: {busy_warning(table)}", err=True)
 
 
 _bundle_option = click.option(

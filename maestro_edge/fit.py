@@ -25,6 +25,7 @@ from maestro_edge.export.onnx_export import export_onnx_bytes
 from maestro_edge.export.pte import PteExport, export_pte
 from maestro_edge.export.truncate import deployable
 from maestro_edge.export.verify import compare_onnx, compare_pte
+from maestro_edge.latency.load import busy_warning
 from maestro_edge.latency.measure import Protocol, time_programs
 from maestro_edge.latency.probes import DENSE, layer_options
 from maestro_edge.latency.profile import estimated_table, measure_host_table
@@ -69,7 +70,10 @@ def latency_table_for(ckpt: LoDCheckpoint, profile: DeviceProfile, progress: Pro
     """The measured table cached for this device and model, else measure it (host), else estimate."""
     path = cached_table_path(profile.name, ckpt.digest())
     if path.is_file():
-        return load_table(path, ckpt, profile)
+        table = load_table(path, ckpt, profile)
+        if progress and busy_warning(table):
+            progress(f"warning: the cached table {path}: {busy_warning(table)}")
+        return table
     if profile.is_host:
         if progress:
             progress("exporting the whole model once (a model ExecuTorch cannot take fails here)")

@@ -53,7 +53,7 @@ from pathlib import Path
 from maestro_edge._quiet import quiet
 from maestro_edge.devices.transports import AdbTransport, RunResult, last_line
 from maestro_edge.errors import TransportError, UsageError
-from maestro_edge.latency.measure import Protocol, Timing, summarize
+from maestro_edge.latency.measure import Protocol, Timing, kind_of, summarize
 from maestro_edge.latency.profile import Modules, Timer, call_probe
 from maestro_edge.user_files import file_sha256
 
@@ -127,7 +127,7 @@ class RunnerTimer(Timer):
                                  "threads": self.threads}
         return self._fingerprint
 
-    def time(self, modules: Modules, protocol: Protocol, kind: str) -> dict[str, Timing]:
+    def time(self, modules: Modules, protocol: Protocol, kind: str | dict[str, str]) -> dict[str, Timing]:
         self.fingerprint()
         self.batches += 1
         batch = f"b{self.batches}"
@@ -171,14 +171,14 @@ class RunnerTimer(Timer):
                           Path(tmp))
         self._remove("check")
 
-    def _push_probes(self, tmp: Path, batch: str, modules: Modules, kind: str) -> dict:
+    def _push_probes(self, tmp: Path, batch: str, modules: Modules, kind: str | dict[str, str]) -> dict:
         """Export and push every module; name -> (remote .pte, per-call bound in ms)."""
         from maestro_edge.latency.remote import call_bound_ms, export_probe
 
         probes = {}
         for i, (name, (module, shape)) in enumerate(modules.items()):
             local = tmp / f"p{i}.pte"
-            local.write_bytes(export_probe(module, shape, self.runtime, kind))
+            local.write_bytes(export_probe(module, shape, self.runtime, kind_of(kind, name)))
             remote = self._remote(batch, local.name)
             self.transport.push(local, remote)
             local.unlink()

@@ -31,6 +31,11 @@ class Protocol:
 
 QUICK = Protocol(warmup=3, rounds=7, calls=10)
 
+def kind_of(kinds: str | dict[str, str], name: str) -> str:
+    """A module's kind in a batch ("layer" probe or whole "model"): one for all, or per name (a calibration
+    batch times both side by side)."""
+    return kinds if isinstance(kinds, str) else kinds[name]
+
 
 @dataclass(frozen=True)
 class Timing:

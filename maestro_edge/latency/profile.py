@@ -25,8 +25,9 @@ from torch import nn
 
 from maestro_edge._quiet import quiet
 from maestro_edge.devices.profile import DeviceProfile
-from maestro_edge.export.truncate import deployable
-from maestro_edge.latency.measure import Protocol, Timing, inputs_for, time_programs
+from maestro_edge.latency.calibration import CALL, PLANS, calibrate, trusted_overhead
+from maestro_edge.latency.load import LoadMonitor, busy_warning
+from maestro_edge.latency.measure import Protocol, Timing, inputs_for, kind_of, time_programs
 from maestro_edge.latency.probes import DENSE, layer_input_shapes, layer_options, probe_module, probe_name
 from maestro_edge.latency.table import LatencyTable, LayerLatency, cached_table_path
 from maestro_edge.lod.checkpoint import LoDCheckpoint
@@ -35,8 +36,7 @@ from maestro_edge.lod.layers import lod_layers
 Progress = Callable[[str, int, int], None]   # (what, done, total); `what` carries the ETA once known
 Modules = dict[str, tuple[nn.Module, tuple]]   # probe name -> (module, input shape or real inputs)
 
-CALL = "call"
-PLANS = ("dense", "fastest", "half")
+REMEASURE_PASSES = 1   # layers found off when re-timed are measured once more, then kept (and recorded)
 
 
 class Timer(ABC):
@@ -49,12 +49,17 @@ class Timer(ABC):
         """What machine and runtime produce the numbers (also keys the journal: no mixing of devices)."""
 
     @abstractmethod
-    def time(self, modules: Modules, protocol: Protocol, kind: str) -> dict[str, Timing]:
-        """Export, run and time every module in one interleaved batch. ``kind``: "layer" or "model"."""
+    def time(self, modules: Modules, protocol: Protocol, kind: str | dict[str, str]) -> dict[str, Timing]:
+        """Export, run and time every module in one interleaved batch. ``kind``: "layer" or "model", for all
+        modules or per name (see latency/measure.py:kind_of)."""
 
     def provenance(self) -> dict:
         """Extra provenance for the table (transport, interpreter, exporter...)."""
         return {}
+
+    def load_monitor(self, threads: int) -> LoadMonitor | None:
+        """What watches the target's load while it is profiled; None where it cannot be seen from here."""
+        return None
 
 
 # ------------------------------------------------------------------------------------------ host
@@ -82,15 +87,18 @@ class HostTimer(Timer):
     def fingerprint(self) -> dict:
         return fingerprint()
 
-    def time(self, modules: Modules, protocol: Protocol, kind: str) -> dict[str, Timing]:
+    def time(self, modules: Modules, protocol: Protocol, kind: str | dict[str, str]) -> dict[str, Timing]:
         from maestro_edge.export.pte import lower_to_pte
 
-        programs = {name: (lower_to_pte(module, inputs_for(spec), full_delegation=kind == "layer"), spec)
+        programs = {name: (lower_to_pte(module, inputs_for(spec), full_delegation=kind_of(kind, name) == "layer"), spec)
                     for name, (module, spec) in modules.items()}
         return time_programs(programs, protocol)
 
     def provenance(self) -> dict:
         return {"runtime_version": fingerprint()["executorch"], "probe_format": "pte (XNNPACK)"}
+
+    def load_monitor(self, threads: int) -> LoadMonitor | None:
+        return LoadMonitor(threads)
 
 
 def measure_host_table(ckpt: LoDCheckpoint, profile: DeviceProfile, protocol: Protocol | None = None,
@@ -111,7 +119,10 @@ def measure_table(ckpt: LoDCheckpoint, profile: DeviceProfile, timer: Timer, pro
     per-call cost once; it goes to the overhead term). Finished layers go to the journal
     ``<table>.partial.jsonl``; a rerun with the same model, runtime, threads, protocol and device
     fingerprint skips them (records made under another setup, and a line cut short by a kill, are
-    ignored). Then three whole models (dense / fastest / half plans) give ``overhead_ms``.
+    ignored). Then three whole models are timed beside their layers (latency/calibration.py): that
+    gives ``overhead_ms`` and finds layers whose timing no longer holds, which are measured once more.
+    Where the timer can see the machine's load (the host), a profile taken while other processes ran
+    is flagged in the table's provenance (``load``) and reported through ``progress``.
     """
     protocol = protocol or Protocol(threads=profile.threads)
     digest = ckpt.digest()
@@ -124,37 +135,58 @@ def measure_table(ckpt: LoDCheckpoint, profile: DeviceProfile, timer: Timer, pro
     layers = lod_layers(ckpt.model)
     shapes = layer_input_shapes(ckpt.model, ckpt.examples)
     total = len(layers) + 1
+    monitor = timer.load_monitor(protocol.threads)
     eta = Eta(total - sum(name in done for name in layers))
-    for index, (name, layer) in enumerate(layers.items()):
-        if name in done:
+
+    def measure(names: list[str], why: str = "") -> None:
+        for index, name in enumerate(layers):
+            if name not in names:
+                continue
+            if name in done:
+                if progress:
+                    progress(f"layer {name}: measured before (journal)", index, total)
+                continue
+            layer = layers[name]
+            modules = {probe_name(name, c): (probe_module(layer, c), shapes[name]) for c in layer_options(layer)}
+            modules[CALL] = call_probe()
             if progress:
-                progress(f"layer {name}: measured before (journal)", index, total)
-            continue
-        modules = {probe_name(name, c): (probe_module(layer, c), shapes[name]) for c in layer_options(layer)}
-        modules[CALL] = call_probe()
+                progress(f"layer {name}: {len(modules)} probes{why}{eta.text()}", index, total)
+            started = time.monotonic()
+            entry = layer_entry(name, layer, timer.time(modules, protocol, "layer"))
+            append_journal(journal, setup, name, entry)
+            done[name] = entry
+            eta.finished(time.monotonic() - started)
+
+    measure(list(layers))
+    history = []
+    for attempt in range(REMEASURE_PASSES + 1):
         if progress:
-            progress(f"layer {name}: {len(modules)} probes{eta.text()}", index, total)
-        started = time.monotonic()
-        timings = timer.time(modules, protocol, "layer")
-        entry = layer_entry(name, layer, timings)
-        append_journal(journal, setup, name, entry)
-        done[name] = entry
-        eta.finished(time.monotonic() - started)
-    if progress:
-        progress(f"whole models ({', '.join(PLANS)} plans){eta.text()}", len(layers), total)
-    table_layers = {name: layer_latency(done[name]) for name in layers}
-    table = LatencyTable(device=profile.name, model_digest=digest, source="measured", runtime=profile.runtime,
-                         threads=protocol.threads, overhead_ms=0.0, layers=table_layers)
-    overhead_ms, table.full_model_ms, calibration = calibrate_overhead(ckpt, table, timer, protocol)
-    table.overhead_ms = trusted_overhead(overhead_ms, calibration)
+            progress(f"whole models ({', '.join(PLANS)} plans) beside their layers{eta.text()}", len(layers), total)
+        table = LatencyTable(device=profile.name, model_digest=digest, source="measured", runtime=profile.runtime,
+                             threads=protocol.threads, overhead_ms=0.0,
+                             layers={name: layer_latency(done[name]) for name in layers})
+        calibration = calibrate(ckpt, table, timer, protocol, shapes, call_probe)
+        history.append({"drift": round(calibration.drift, 4), "drifted_layers": calibration.drifted})
+        if not calibration.drifted or attempt == REMEASURE_PASSES:
+            break
+        for name in calibration.drifted:
+            done.pop(name)
+        eta.left += len(calibration.drifted)
+        measure(calibration.drifted, f" again (re-timed {calibration.drift - 1:+.0%} off overall)")
+    table.overhead_ms = trusted_overhead(calibration.overhead_ms, calibration.plans)
+    table.full_model_ms = calibration.full_model_ms
+    load = monitor.check() if monitor else None
     table.provenance = {"measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                         "fingerprint": device, "runtime": profile.runtime, **timer.provenance(),
                         "threads": protocol.threads, "protocol": protocol.to_dict(),
                         "statistic": "median of round medians", "call_overhead": "subtracted per layer",
-                        "calibration": calibration, "overhead_raw_ms": overhead_ms}
+                        "calibration": calibration.plans, "overhead_raw_ms": calibration.overhead_ms,
+                        "layer_recheck": history, "load": load.to_dict() if load else "not observable on this target"}
     table.save(table_path)
     journal.unlink(missing_ok=True)
     if progress:
+        if busy_warning(table):
+            progress(f"warning: {busy_warning(table)}", total, total)
         progress("done", total, total)
     return table
 
@@ -181,45 +213,6 @@ def layer_latency(entry: dict) -> LayerLatency:
 def _minus(timing: dict, call_ms: float) -> dict:
     """Layer time without the per-call cost, never below zero (noise can make tiny layers dip)."""
     return {**timing, **{k: max(0.0, timing[k] - call_ms) for k in ("p50_ms", "p90_ms", "min_ms")}}
-
-
-def calibration_plans(ckpt: LoDCheckpoint, table: LatencyTable) -> dict[str, dict]:
-    layers = lod_layers(ckpt.model)
-    return {
-        "dense": {n: DENSE for n in layers},
-        "fastest": {n: min(layer_options(l), key=lambda c: table.layers[n].option_ms(c)) for n, l in layers.items()},
-        "half": {n: layer_options(l)[len(layer_options(l)) // 2 - 1] for n, l in layers.items()},
-    }
-
-
-def calibrate_overhead(ckpt: LoDCheckpoint, table: LatencyTable, timer: Timer, protocol: Protocol) -> tuple[float, float, list]:
-    """Whole-model time minus the sum of its layers, at three plans: the non-additive part."""
-    plans = calibration_plans(ckpt, table)
-    modules = {name: (deployable(ckpt.model, plan), ckpt.examples) for name, plan in plans.items()}
-    timings = timer.time(modules, protocol, "model")
-    calibration = [{"plan": name, "measured_ms": timings[name].p50_ms,
-                    "sum_of_layers_ms": sum(table.layers[n].option_ms(c) for n, c in plan.items())}
-                   for name, plan in plans.items()]
-    overhead = statistics.median(c["measured_ms"] - c["sum_of_layers_ms"] for c in calibration)
-    return overhead, timings["dense"].p50_ms, calibration
-
-
-def trusted_overhead(overhead_ms: float, calibration: list[dict]) -> float:
-    """The calibrated overhead, or 0 where a negative one is more likely noise than a real effect.
-
-    A whole model can run faster than the sum of its layer probes: a probe pays for bringing its input in
-    and its output out, which inside a whole model pass from layer to layer while still in cache. Such a
-    gap is real and has one sign on every plan; a gap negative on only some plans is noise, and is dropped.
-    The fastest plan is a calibration plan and the cheapest of all, so it alone says whether a correction
-    would leave some plan with no time at all.
-    """
-    if overhead_ms >= 0:
-        return overhead_ms
-    gaps = [c["measured_ms"] - c["sum_of_layers_ms"] for c in calibration]
-    fastest_sum = min(c["sum_of_layers_ms"] for c in calibration)
-    if max(gaps) < 0 and fastest_sum + overhead_ms > 0:
-        return overhead_ms
-    return 0.0
 
 
 # --------------------------------------------------------------------------------------- journal

@@ -54,7 +54,7 @@ from maestro_edge._quiet import quiet
 from maestro_edge.devices.profile import DeviceProfile
 from maestro_edge.devices.transports import AdbTransport, LocalTransport, SshTransport, Transport, make_transport
 from maestro_edge.errors import ExportError, ProfileError, TransportError, UsageError
-from maestro_edge.latency.measure import Protocol, Timing, inputs_for, summarize
+from maestro_edge.latency.measure import Protocol, Timing, inputs_for, kind_of, summarize
 from maestro_edge.latency.profile import Modules, Progress, Timer, measure_table
 from maestro_edge.latency.table import LatencyTable
 from maestro_edge.lod.checkpoint import LoDCheckpoint
@@ -224,7 +224,7 @@ class RemoteTimer(Timer):
         raise TransportError(f"the agent on {target_name(self.transport)} printed no fingerprint; "
                              "is the target's python a CPython 3.8+?")
 
-    def time(self, modules: Modules, protocol: Protocol, kind: str) -> dict[str, Timing]:
+    def time(self, modules: Modules, protocol: Protocol, kind: str | dict[str, str]) -> dict[str, Timing]:
         expected = self.fingerprint()
         names = list(modules)
         with tempfile.TemporaryDirectory(prefix="maestro-probes-") as tmp:
@@ -233,7 +233,7 @@ class RemoteTimer(Timer):
             self.transport.push(bundle, self._bundle)
         args = ["--manifest", self._path(self._bundle), "--warmup", str(protocol.warmup),
                 "--rounds", str(protocol.rounds), "--calls", str(protocol.calls), "--seed", str(protocol.seed)]
-        what = f"timing {len(names)} {'probes' if kind == 'layer' else 'whole models'}"
+        what = f"timing {len(names)} {'probes' if kind == 'layer' else 'probes and whole models'}"
         result = self._run_agent(args, agent_timeout_s(protocol, work_ms), what)
         try:
             from maestro_edge.devices.agent import parse_output
@@ -255,13 +255,13 @@ class RemoteTimer(Timer):
         except (KeyError, TypeError, ValueError):
             raise TransportError(f"the agent on {target_name(self.transport)} returned malformed timings") from None
 
-    def _write_bundle(self, bundle: Path, modules: Modules, kind: str) -> list[float]:
+    def _write_bundle(self, bundle: Path, modules: Modules, kind: str | dict[str, str]) -> list[float]:
         """Export every module into a zip with manifest.json; returns a per-call upper bound (ms) each."""
         probes, work_ms = [], []
         with zipfile.ZipFile(bundle, "w", zipfile.ZIP_STORED) as z:
             for i, (name, (module, shape)) in enumerate(modules.items()):
                 file = f"p{i}{SUFFIX[self.runtime]}"
-                z.writestr(file, export_probe(module, shape, self.runtime, kind))
+                z.writestr(file, export_probe(module, shape, self.runtime, kind_of(kind, name)))
                 probes.append({"name": name, "file": file, "input_shape": agent_input_shape(shape)})
                 work_ms.append(call_bound_ms(module, shape))
             z.writestr("manifest.json", json.dumps({"probes": probes}))

@@ -8,10 +8,11 @@ import pytest
 
 from maestro_edge.devices.profile import DeviceProfile
 from maestro_edge.errors import TransportError
-from maestro_edge.latency.measure import QUICK, Timing
+from maestro_edge.latency.calibration import CALL, MODEL, trusted_overhead
+from maestro_edge.latency.measure import QUICK, Timing, kind_of
 from maestro_edge.latency.probes import DENSE, layer_options
-from maestro_edge.latency.profile import (CALL, Eta, Timer, append_journal, format_duration, journal_path,
-                                          measure_table, read_journal, trusted_overhead)
+from maestro_edge.latency.profile import (Eta, Timer, append_journal, format_duration, journal_path, measure_table,
+                                          read_journal)
 from maestro_edge.latency.table import LatencyTable
 from maestro_edge.lod.checkpoint import LoDCheckpoint
 from maestro_edge.lod.layers import lod_layers
@@ -41,8 +42,9 @@ class ScriptedTimer(Timer):
         for name in modules:
             if name == CALL:
                 ms = CALL_MS
-            elif kind == "model":
-                ms = self.model_ms[name] if isinstance(self.model_ms, dict) else self.model_ms
+            elif kind_of(kind, name) == "model":
+                plan = name.removeprefix(MODEL)
+                ms = self.model_ms[plan] if isinstance(self.model_ms, dict) else self.model_ms
             else:
                 choice = name.rsplit("@", 1)[-1]
                 ms = 0.2 + (0.0 if choice == DENSE else int(choice) * 0.001) + self.offset
@@ -67,7 +69,10 @@ def test_measures_every_option_and_subtracts_the_call(ckpt, tmp_path):
         assert entry.dense_ms == pytest.approx(0.2 - CALL_MS)
         for rank, ms in entry.rank_ms.items():
             assert ms == pytest.approx(0.2 + rank * 0.001 - CALL_MS)
-    assert [kind for kind, _ in timer.batches] == ["layer"] * len(layers) + ["model"]
+    assert [kind for kind, _ in timer.batches[:-1]] == ["layer"] * len(layers)
+    calibration_kinds = timer.batches[-1][0]   # whole models beside the layer probes they are made of
+    assert sorted(set(calibration_kinds.values())) == ["layer", "model"]
+    assert [n for n, k in calibration_kinds.items() if k == "model"] == [MODEL + p for p in ("dense", "fastest", "half")]
     assert all(CALL in names and len(names) == len(layer_options(layers[n])) + 1
                for (_, names), n in zip(timer.batches, layers))
     assert table.provenance["fingerprint"] == timer.fingerprint() and table.provenance["protocol"] == QUICK.to_dict()
@@ -128,15 +133,41 @@ def test_failure_keeps_finished_layers_and_rerun_resumes(ckpt, tmp_path):
     names = list(lod_layers(ckpt.model))
     assert [json.loads(l)["layer"] for l in lines] == names[:2] and not path.exists()
 
-    messages, timer = [], ScriptedTimer(offset=1.0)   # a rerun measures differently: resumed layers must not change
+    messages, timer = [], ScriptedTimer()
     table = measure_table(ckpt, PROFILE, timer, QUICK, path, progress=lambda *a: messages.append(a[0]))
     measured = [names_[0].rsplit("@", 1)[0] for kind, names_ in timer.batches if kind == "layer"]
     assert measured == names[2:]
     assert sum("measured before (journal)" in m for m in messages) == 2
-    for name in names[:2]:
-        assert table.layers[name].dense_ms == pytest.approx(0.2 - CALL_MS)
-    for name in names[2:]:
-        assert table.layers[name].dense_ms == pytest.approx(1.2 - CALL_MS)
+    assert all(table.layers[name].dense_ms == pytest.approx(0.2 - CALL_MS) for name in names)
+    assert table.provenance["layer_recheck"] == [{"drift": 1.0, "drifted_layers": []}]
+
+
+def test_layers_that_no_longer_hold_are_measured_again(ckpt, tmp_path):
+    """A resumed profile on a machine that got slower: the re-check finds the journal's layers off."""
+    path, names = tmp_path / "t.json", list(lod_layers(ckpt.model))
+    with pytest.raises(TransportError):
+        measure_table(ckpt, PROFILE, ScriptedTimer(fail_at_batch=2), QUICK, path)
+    messages, timer = [], ScriptedTimer(offset=1.0)
+    table = measure_table(ckpt, PROFILE, timer, QUICK, path, progress=lambda *a: messages.append(a[0]))
+    measured = [names_[0].rsplit("@", 1)[0] for kind, names_ in timer.batches if kind == "layer"]
+    assert measured == names[2:] + names[:2], "the two journal layers are measured again, nothing else"
+    assert all(table.layers[name].dense_ms == pytest.approx(1.2 - CALL_MS) for name in names)
+    first, second = table.provenance["layer_recheck"]
+    assert first["drift"] > 1.07 and first["drifted_layers"] == names[:2]
+    assert second == {"drift": 1.0, "drifted_layers": []}
+    assert sum(" again (re-timed" in m for m in messages) == 2
+
+
+def test_a_layer_that_keeps_moving_is_measured_once_more_then_kept(ckpt, tmp_path):
+    class Drifting(ScriptedTimer):   # every batch runs slower than the one before: no timing ever holds
+        def time(self, modules, protocol, kind):
+            self.offset = 0.5 * len(self.batches)
+            return super().time(modules, protocol, kind)
+
+    table = measure_table(ckpt, PROFILE, Drifting(), QUICK, tmp_path / "t.json")
+    recheck = table.provenance["layer_recheck"]
+    assert len(recheck) == 2 and all(r["drifted_layers"] for r in recheck), "bounded: one more pass, recorded"
+    assert LatencyTable.load(tmp_path / "t.json").provenance["layer_recheck"] == recheck
 
 
 def test_records_of_another_setup_are_not_reused(ckpt, tmp_path):
