@@ -173,8 +173,10 @@ def diverging(before: dict, after: dict) -> bool:
 @click.option("--model", "model_path", type=click.Path(path_type=Path), default=None,
               help="LoD checkpoint (default: the embedded model).")
 @click.option("--force", is_flag=True, help="Measure again from scratch, even if a table or a partial run exists.")
+@click.option("--allow-busy", is_flag=True,
+              help="Keep a host table even if other processes used the CPU meanwhile (flagged in its provenance).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
-def profile(device, host, port, identity, python, serial, runner, model_path, force, quiet):
+def profile(device, host, port, identity, python, serial, runner, model_path, force, allow_busy, quiet):
     """Measure per-layer latency of a model on a device and cache the table.
 
     \b
@@ -201,13 +203,19 @@ def profile(device, host, port, identity, python, serial, runner, model_path, fo
         path.unlink(missing_ok=True)
         path.with_suffix(".partial.jsonl").unlink(missing_ok=True)
     say = _echo_progress(quiet)
-    if not path.is_file():
-        from maestro_edge.fit import check_exportable
+    if path.is_file():
+        from maestro_edge.fit import load_table
 
-        say("exporting the whole model once (a model ExecuTorch cannot take fails here)")
-        check_exportable(ckpt)
+        table = load_table(path, ckpt, prof)
+        click.echo(f"{path}: cached, measured {table.provenance.get('measured_at', 'at an unknown time')} on "
+                   f"{prof.name} ({table.runtime}, {table.threads} thread(s)); pass --force to measure again")
+        return
+    from maestro_edge.fit import check_exportable
+
+    say("exporting the whole model once (a model ExecuTorch cannot take fails here)")
+    check_exportable(ckpt)
     table = measure_device_table(ckpt, prof, table_path=path, progress=lambda what, i, n: say(f"[{i}/{n}] {what}"),
-                                 **target)
+                                 allow_busy=allow_busy, **target)
     click.echo(f"wrote {path}: {len(table.layers)} layers, overhead {table.overhead_ms:.3f} ms, "
                f"full model {table.full_model_ms:.3f} ms (measured on {prof.name}, {prof.runtime}, "
                f"{table.threads} thread(s))")

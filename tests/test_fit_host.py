@@ -40,8 +40,12 @@ def host_table(tiny_checkpoint):
     return LatencyTable.load(cached_table_path("host", ckpt.digest()))
 
 
-def test_profile_writes_a_measured_table(host_table):
+def test_profile_writes_a_measured_table(host_table, capsys, tiny_checkpoint):
     assert host_table.source == "measured" and host_table.threads == 1
+    assert host_table.provenance["load"]["busy"] is False and host_table.provenance["layer_recheck"]
+    # A complete cached table is reused, not measured again (--force measures again).
+    code, out, err = run(capsys, "profile", "--device", "host", "--model", str(tiny_checkpoint), "--quiet")
+    assert code == 0 and "cached, measured" in out and "pass --force" in out, err
     assert host_table.full_model_ms > 0
     assert host_table.provenance["fingerprint"]["executorch"].startswith("1.5.1")
     for layer in host_table.layers.values():

@@ -54,7 +54,7 @@ def main(argv=None) -> None:
     started = time.perf_counter()
     me.train_lod(model, loader, F.cross_entropy, epochs=args.lod_epochs, lr=1e-3, teacher=teacher)
     print(f"LoD fine-tuning: {time.perf_counter() - started:.0f} s, accuracy {mynet.score(model):.4f}")
-    table = me.importance_table(model, mynet.score, train_x[:1])
+    table = me.importance_table(model, mynet.val_score, train_x[:1])   # validation data, not test
     me.LoDCheckpoint.from_model(model, train_x[:1], importance=table).save(args.out)
     print(f"wrote {args.out}")
 

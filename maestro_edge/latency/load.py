@@ -58,7 +58,7 @@ class LoadCheck:
     def warning(self) -> str:
         return (f"other processes used {self.other_cores:.1f} of this machine's {self.cores} cores while it was "
                 f"profiled at {self.threads} thread(s), so its timings are likely slow; stop them and profile "
-                "again with --force")
+                "again")
 
 
 class LoadMonitor:

@@ -25,8 +25,9 @@ from torch import nn
 
 from maestro_edge._quiet import quiet
 from maestro_edge.devices.profile import DeviceProfile
+from maestro_edge.errors import ProfileError
 from maestro_edge.latency.calibration import CALL, PLANS, calibrate, trusted_overhead
-from maestro_edge.latency.load import LoadMonitor, busy_warning
+from maestro_edge.latency.load import LoadCheck, LoadMonitor, busy_warning
 from maestro_edge.latency.measure import Protocol, Timing, inputs_for, kind_of, time_programs
 from maestro_edge.latency.probes import DENSE, layer_input_shapes, layer_options, probe_module, probe_name
 from maestro_edge.latency.table import LatencyTable, LayerLatency, cached_table_path
@@ -36,6 +37,7 @@ from maestro_edge.lod.layers import lod_layers
 Progress = Callable[[str, int, int], None]   # (what, done, total); `what` carries the ETA once known
 Modules = dict[str, tuple[nn.Module, tuple]]   # probe name -> (module, input shape or real inputs)
 
+EARLY_LOAD_CHECK_S = 10.0   # a busy machine is refused after a layer once this much of the run has passed
 REMEASURE_PASSES = 1   # layers found off when re-timed are measured once more, then kept (and recorded)
 
 
@@ -102,16 +104,18 @@ class HostTimer(Timer):
 
 
 def measure_host_table(ckpt: LoDCheckpoint, profile: DeviceProfile, protocol: Protocol | None = None,
-                       table_path: Path | None = None, progress: Progress | None = None) -> LatencyTable:
+                       table_path: Path | None = None, progress: Progress | None = None,
+                       allow_busy: bool = False) -> LatencyTable:
     """Time every layer option and a few whole models on this machine; save and return the table."""
-    return measure_table(ckpt, profile, HostTimer(), protocol, table_path, progress)
+    return measure_table(ckpt, profile, HostTimer(), protocol, table_path, progress, allow_busy)
 
 
 # ------------------------------------------------------------------------------- one implementation
 
 
 def measure_table(ckpt: LoDCheckpoint, profile: DeviceProfile, timer: Timer, protocol: Protocol | None = None,
-                  table_path: Path | None = None, progress: Progress | None = None) -> LatencyTable:
+                  table_path: Path | None = None, progress: Progress | None = None,
+                  allow_busy: bool = False) -> LatencyTable:
     """Measure every layer option on ``timer``'s target (resumable), calibrate, save atomically, return.
 
     Per layer: every option of ``layer_options(layer)`` plus a trivial call probe, timed in one
@@ -122,7 +126,8 @@ def measure_table(ckpt: LoDCheckpoint, profile: DeviceProfile, timer: Timer, pro
     ignored). Then three whole models are timed beside their layers (latency/calibration.py): that
     gives ``overhead_ms`` and finds layers whose timing no longer holds, which are measured once more.
     Where the timer can see the machine's load (the host), a profile taken while other processes ran
-    is flagged in the table's provenance (``load``) and reported through ``progress``.
+    is refused (ProfileError; the journal stays, and the next run's re-check measures again whatever it
+    finds off), or with ``allow_busy`` kept, flagged in the table's provenance (``load``) and reported.
     """
     protocol = protocol or Protocol(threads=profile.threads)
     digest = ckpt.digest()
@@ -156,6 +161,7 @@ def measure_table(ckpt: LoDCheckpoint, profile: DeviceProfile, timer: Timer, pro
             append_journal(journal, setup, name, entry)
             done[name] = entry
             eta.finished(time.monotonic() - started)
+            refuse_if_busy(monitor, allow_busy, EARLY_LOAD_CHECK_S)
 
     measure(list(layers))
     history = []
@@ -175,7 +181,7 @@ def measure_table(ckpt: LoDCheckpoint, profile: DeviceProfile, timer: Timer, pro
         measure(calibration.drifted, f" again (re-timed {calibration.drift - 1:+.0%} off overall)")
     table.overhead_ms = trusted_overhead(calibration.overhead_ms, calibration.plans)
     table.full_model_ms = calibration.full_model_ms
-    load = monitor.check() if monitor else None
+    load = refuse_if_busy(monitor, allow_busy)
     table.provenance = {"measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                         "fingerprint": device, "runtime": profile.runtime, **timer.provenance(),
                         "threads": protocol.threads, "protocol": protocol.to_dict(),
@@ -189,6 +195,15 @@ def measure_table(ckpt: LoDCheckpoint, profile: DeviceProfile, timer: Timer, pro
             progress(f"warning: {busy_warning(table)}", total, total)
         progress("done", total, total)
     return table
+
+
+def refuse_if_busy(monitor: LoadMonitor | None, allow_busy: bool, after_s: float = 0.0) -> LoadCheck | None:
+    """The load so far; a ProfileError if other processes kept the cores busy (once ``after_s`` have passed:
+    a short window says more about one spike than about the run)."""
+    load = monitor.check() if monitor else None
+    if load and load.busy and not allow_busy and load.seconds >= after_s:
+        raise ProfileError(f"{load.warning()} (or pass --allow-busy to keep such a table, flagged)")
+    return load
 
 
 def call_probe() -> tuple[nn.Module, tuple[int, ...]]:

@@ -102,7 +102,7 @@ def measure_device_table(ckpt: LoDCheckpoint, profile: DeviceProfile, *, host: s
                          port: int | None = None, identity: str | None = None, serial: str | None = None,
                          python: str | None = None, runner: str | Path | None = None,
                          protocol: Protocol | None = None, table_path: Path | None = None,
-                         progress: Progress | None = None) -> LatencyTable:
+                         progress: Progress | None = None, allow_busy: bool = False) -> LatencyTable:
     """Measure on whatever ``profile`` names: the CLI's one entry point for ``maestro-edge profile``.
 
     A local ExecuTorch profile is timed in this process (:func:`measure_host_table`); a local
@@ -125,7 +125,7 @@ def measure_device_table(ckpt: LoDCheckpoint, profile: DeviceProfile, *, host: s
                          "ExecuTorch runner built for it (docs/adb.md)")
     if profile.is_host:
         if profile.runtime == "executorch-xnnpack" and python is None:
-            return measure_host_table(ckpt, profile, protocol, table_path, progress)
+            return measure_host_table(ckpt, profile, protocol, table_path, progress, allow_busy)
         with LocalTransport() as t:
             return measure_remote_table(ckpt, profile, t, protocol, table_path, progress, python or sys.executable)
     options = {k: v for k, v in (("port", port), ("identity", identity)) if v is not None}

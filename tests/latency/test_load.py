@@ -55,11 +55,7 @@ def test_no_proc_stat_claims_nothing(monkeypatch):
     assert LoadMonitor(threads=1).check() is None
 
 
-def test_a_busy_profile_is_flagged_in_the_table(tiny_checkpoint, tmp_path):
-    from maestro_edge.latency.measure import QUICK
-    from maestro_edge.latency.profile import measure_table
-    from maestro_edge.lod.checkpoint import LoDCheckpoint
-
+def _scripted():
     sys.path.insert(0, os.path.dirname(__file__))
     from test_profile_resume import PROFILE, ScriptedTimer
 
@@ -70,10 +66,48 @@ def test_a_busy_profile_is_flagged_in_the_table(tiny_checkpoint, tmp_path):
                     return LoadCheck(other_cores=1.8, cores=2, threads=threads, seconds=30.0)
             return Busy()
 
+    return PROFILE, ScriptedTimer, BusyHost
+
+
+def test_a_busy_profile_is_refused_or_flagged(tiny_checkpoint, tmp_path):
+    from maestro_edge.errors import ProfileError
+    from maestro_edge.latency.measure import QUICK
+    from maestro_edge.latency.profile import journal_path, measure_table
+    from maestro_edge.lod.checkpoint import LoDCheckpoint
+
+    profile, quiet_timer, busy_timer = _scripted()
+    ckpt = LoDCheckpoint.load(tiny_checkpoint)
+    with pytest.raises(ProfileError, match="other processes used 1.8 of this machine's 2 cores .* --allow-busy"):
+        measure_table(ckpt, profile, busy_timer(), QUICK, tmp_path / "r.json")
+    assert not (tmp_path / "r.json").exists() and journal_path(tmp_path / "r.json").exists(), "measured layers kept"
     messages = []
-    table = measure_table(LoDCheckpoint.load(tiny_checkpoint), PROFILE, BusyHost(), QUICK, tmp_path / "t.json",
-                          progress=lambda *a: messages.append(a[0]))
-    assert table.provenance["load"]["busy"] is True and "profile again" in table.provenance["load"]["warning"] and table.provenance["load"]["other_cores"] == 1.8
+    table = measure_table(ckpt, profile, busy_timer(), QUICK, tmp_path / "t.json",
+                          progress=lambda *a: messages.append(a[0]), allow_busy=True)
+    assert table.provenance["load"]["busy"] is True and "profile again" in table.provenance["load"]["warning"]
     assert any(m.startswith("warning: other processes used 1.8") for m in messages)
-    quiet = measure_table(LoDCheckpoint.load(tiny_checkpoint), PROFILE, ScriptedTimer(), QUICK, tmp_path / "q.json")
+    quiet = measure_table(ckpt, profile, quiet_timer(), QUICK, tmp_path / "q.json")
     assert quiet.provenance["load"] == "not observable on this target"
+
+
+def test_a_real_host_profile_beside_busy_processes_is_refused(tiny_checkpoint, tmp_path):
+    """A CPU-bound process on every core while the host is profiled (bounded: the spinners stop at 90 s)."""
+    from maestro_edge.devices.profile import find_profile
+    from maestro_edge.errors import ProfileError
+    from maestro_edge.latency.measure import QUICK
+    from maestro_edge.latency.profile import measure_host_table
+    from maestro_edge.lod.checkpoint import LoDCheckpoint
+
+    ckpt = LoDCheckpoint.load(tiny_checkpoint)
+    spinners = [multiprocessing.get_context("spawn").Process(target=_spin, args=(90.0,), daemon=True)
+                for _ in range(os.cpu_count() or 1)]
+    for p in spinners:
+        p.start()
+    try:
+        started = time.monotonic()
+        with pytest.raises(ProfileError, match="other processes used .* cores while it was profiled"):
+            measure_host_table(ckpt, find_profile("host"), QUICK, tmp_path / "t.json")
+        assert time.monotonic() - started < 90
+    finally:
+        for p in spinners:
+            p.terminate()
+    assert not (tmp_path / "t.json").exists()
