@@ -34,7 +34,7 @@ from maestro_edge.fit import Fitter, latency_table_for
 from maestro_edge.latency.measure import Protocol, time_programs
 from maestro_edge.lod.checkpoint import LoDCheckpoint
 from maestro_edge.lod.factorize import factorize_
-from maestro_edge.lod.importance import accuracy_importance_table
+from maestro_edge.train.importance import accuracy_importance_table
 from maestro_edge.lod.layers import lod_layers
 from maestro_edge.models import build_model
 from maestro_edge.train.evaluate import evaluate, recalibrate_bn_

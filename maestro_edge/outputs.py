@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from maestro_edge.errors import UsageError
-from maestro_edge.latency.table import readable_mode, write_json_atomic
+from maestro_edge.user_files import readable_mode, write_json_atomic
 
 OUTPUT_FILES = {"model.pte", "model.onnx", "fit.json", "export.json"}
 

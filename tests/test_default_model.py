@@ -34,7 +34,9 @@ def test_readme_main_job_binds_on_a_fresh_machine(capsys, monkeypatch, tmp_path)
     assert record["budget_binding"] and dense["predicted_ms"] > 20 >= record["predicted_ms"]
     assert record["latency_source"] == "estimated" and record["measured_ms"] is None
     assert record["model"]["eval_data"] == "fashion-mnist-heldout" and record["model"]["test_samples"] == 1000
-    assert record["accuracy"] > 0.85 and record["dense_accuracy"] > 0.88
+    # Under the corrected Pixel 7 peak (257.6 GFLOP/s, issue 15) 20 ms cuts ~65% of the estimated 57 ms:
+    # 0.838 measured on the 1000 shipped images (95% interval about +-2.3 pp).
+    assert record["accuracy"] > 0.81 and record["dense_accuracy"] > 0.88
     uniform = next(b for b in record["baselines"] if b["name"] == "uniform-rank")
     assert record["accuracy"] > uniform["accuracy"]
     for name in ("model.pte", "model.onnx", "fit.json"):

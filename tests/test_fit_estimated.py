@@ -17,25 +17,25 @@ def run(capsys, *argv):
 
 
 def test_sweep_over_devices_and_budgets(capsys, tmp_path, tiny_checkpoint):
-    code, out, err = run(capsys, "fit", "--device", "pixel7", "--device", "rpi5", "--ms", "0.07,0.5",
+    code, out, err = run(capsys, "fit", "--device", "pixel7", "--device", "rpi5", "--ms", "0.085,0.5",
                          "--model", str(tiny_checkpoint), "--out", str(tmp_path), "--json", "--quiet")
     assert code == 0, err
     records = json.loads(out)
     assert [(r["device"], r["budget_ms"]) for r in records] == [
-        ("pixel7", 0.07), ("pixel7", 0.5), ("rpi5", 0.07), ("rpi5", 0.5)]
+        ("pixel7", 0.085), ("pixel7", 0.5), ("rpi5", 0.085), ("rpi5", 0.5)]
     for r in records:
         folder = tmp_path / f"{r['device']}-{r['budget_ms']:g}ms"
         assert json.loads((folder / "fit.json").read_text()) == r
         assert r["latency_source"] == "estimated" and r["measured_ms"] is None
         assert r["predicted_ms"] <= r["budget_ms"]
         assert {b["name"] for b in r["baselines"]} >= {"dense"}
-    tight, loose = records[2], records[3]   # rpi5: 0.07 ms binds this model, 0.5 ms does not
+    tight, loose = records[2], records[3]   # rpi5: 0.085 ms binds this model, 0.5 ms does not
     assert tight["predicted_ms"] < loose["predicted_ms"]
     assert any(choice != "dense" for choice in tight["ranks"].values())
 
 
 def test_export_reproduces_a_fit(capsys, tmp_path, tiny_checkpoint):
-    code, out, err = run(capsys, "fit", "--device", "pixel7", "--ms", "0.05", "--model", str(tiny_checkpoint),
+    code, out, err = run(capsys, "fit", "--device", "pixel7", "--ms", "0.061", "--model", str(tiny_checkpoint),
                          "--out", str(tmp_path / "fit"), "--json", "--quiet")
     assert code == 0, err
     fitted = json.loads(out)

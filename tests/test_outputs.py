@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from maestro_edge.errors import UsageError
-from maestro_edge.latency.table import write_json_atomic
+from maestro_edge import user_files
+from maestro_edge.user_files import write_json_atomic
 from maestro_edge.lod.checkpoint import LoDCheckpoint
 from maestro_edge.outputs import check_output_folder, write_outputs
 
@@ -42,7 +43,7 @@ def test_output_folder_is_all_or_nothing(tmp_path, monkeypatch):
 def test_json_is_replaced_atomically(tmp_path, monkeypatch):
     path = tmp_path / "table.json"
     path.write_text('{"v": 1}')
-    monkeypatch.setattr(json, "dump", disk_full)
+    monkeypatch.setattr(user_files.os, "replace", disk_full)   # the data is written; the rename fails
     with pytest.raises(OSError):
         write_json_atomic(path, {"v": 2})
     assert json.loads(path.read_text()) == {"v": 1}

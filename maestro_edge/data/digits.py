@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from maestro_edge.data import ImageData, take
+from maestro_edge.data.base import ImageData, take
 
 VAL_FRACTION = 0.2
 TEST_FRACTION = 0.2

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from maestro_edge.data import ImageData, take
+from maestro_edge.data.base import ImageData, take
 from maestro_edge.errors import DataError
 from maestro_edge.user_files import file_sha256
 

@@ -2,10 +2,28 @@
 
 A profile says what the device is (hardware), how models run there (runtime, threads, precision),
 how to reach it (transport) and whether its latencies are measured or estimated, with provenance.
+
+An estimated profile states its compute peak as a per-core table, one ``[[hardware.cores]]`` entry per
+core type::
+
+    [[hardware.cores]]
+    type = "Cortex-X1"
+    count = 2
+    clock_ghz = 2.85
+    fp32_flop_per_cycle = 32     # four 128-bit FMA pipes x 4 lanes x 2 FLOP
+    used = true                  # the cores the profile's threads run on
+    source = "..."
+
+``[hardware] peak_gflops`` (sum of count x clock x FLOP/cycle over the used cores) and ``peak_cores``
+(their count) are derived from that table when the profile is loaded: the table is the one source of
+truth, and a profile that also states either figure is refused. Profiles without a table (a user's own)
+may still give the two figures directly.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import os
 import re
 import tomllib
@@ -52,6 +70,35 @@ class DeviceProfile:
     def is_host(self) -> bool:
         return self.transport == "local"
 
+    def with_threads(self, threads: int) -> "DeviceProfile":
+        """This device at ``threads`` threads: threads fill the fastest cores first.
+
+        Where the profile has a per-core table, ``used`` is re-chosen as the ``threads`` cores with the highest
+        per-core peak (ties in table order) and ``peak_gflops`` / ``peak_cores`` are derived again, so one
+        thread on a phone runs on its prime core, not on an average big core. Which cores threads land on is
+        modelled here; how well work scales over them is the estimator's business.
+        """
+        if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
+            raise ValueError(f"threads must be an integer >= 1, got {threads!r}")
+        cores = self.hardware.get("cores")
+        if not isinstance(cores, list):
+            return dataclasses.replace(self, threads=threads)
+        order = sorted(range(len(cores)), key=lambda i: -cores[i]["clock_ghz"] * cores[i]["fp32_flop_per_cycle"])
+        left, chosen = threads, []
+        for i in order:
+            take = min(left, cores[i]["count"])
+            left -= take
+            chosen.append((i, take))
+        rows = []
+        for i, core in enumerate(cores):
+            take = dict(chosen).get(i, 0)
+            if take and take < core["count"]:   # part of a cluster: split it into used and unused cores
+                rows += [{**core, "count": take, "used": True}, {**core, "count": core["count"] - take, "used": False}]
+            else:
+                rows.append({**core, "used": bool(take)})
+        hardware = {**self.hardware, "cores": rows, **derive_peak(rows)}
+        return dataclasses.replace(self, threads=threads, hardware=hardware)
+
     @classmethod
     def load(cls, path: str | Path) -> "DeviceProfile":
         path = Path(path)
@@ -97,7 +144,7 @@ class DeviceProfile:
             precision=need("precision", str, ("fp32",)),
             transport=need("transport", str, TRANSPORTS),
             latency_source=need("latency_source", str, LATENCY_SOURCES),
-            hardware=dict(data.get("hardware", {})),
+            hardware=_hardware(data.get("hardware", {}), source),
             estimate=dict(data.get("estimate", {})),
             provenance=dict(data.get("provenance", {})),
             target=_target(data.get("target", {}), source),
@@ -106,6 +153,89 @@ class DeviceProfile:
 
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+# [[hardware.cores]]: key -> (kind, lowest allowed (exclusive), highest allowed (inclusive)). The bounds only
+# catch typos and unit slips (MHz for GHz, FLOP/s for FLOP/cycle); the source line is what makes a value right.
+CORE_KEYS = {
+    "type": (str, None, None),
+    "count": (int, 0, 256),
+    "clock_ghz": (float, 0.0, 6.0),
+    "fp32_flop_per_cycle": (float, 0.0, 256.0),
+    "used": (bool, None, None),
+    "source": (str, None, None),
+}
+CORE_OPTIONAL = {"note": str}
+DERIVED_KEYS = ("peak_gflops", "peak_cores")
+
+
+def derive_peak(cores: list[dict]) -> dict:
+    """``peak_gflops`` and ``peak_cores`` of the used cores of a checked per-core table."""
+    used = [c for c in cores if c["used"]]
+    return {"peak_gflops": round(sum(c["count"] * c["clock_ghz"] * c["fp32_flop_per_cycle"] for c in used), 6),
+            "peak_cores": sum(c["count"] for c in used)}
+
+
+def _core(entry, index: int, source: str) -> dict:
+    named = isinstance(entry, dict) and isinstance(entry.get("type"), str) and entry["type"]
+    kind = f" ({entry['type']!r})" if named else ""   # repr: a newline in the name stays on one line
+    where = f"device profile {source}: [[hardware.cores]] entry {index + 1}{kind}"
+    if not isinstance(entry, dict):
+        raise ProfileError(f"{where} must be a table (type, count, clock_ghz, fp32_flop_per_cycle, used, source); "
+                           "fix the profile")
+    unknown = sorted(set(entry) - set(CORE_KEYS) - set(CORE_OPTIONAL))
+    if unknown:
+        raise ProfileError(f"{where} has unknown key {unknown[0]!r}; allowed: {', '.join([*CORE_KEYS, *CORE_OPTIONAL])}")
+    core = {}
+    for key, (kind, low, high) in CORE_KEYS.items():
+        if key not in entry:
+            raise ProfileError(f"{where} lacks '{key}'; add it (see profiles/pixel7.toml)")
+        value = entry[key]
+        if kind is float:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            value = float(value) if ok else value
+        else:
+            ok = isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
+        if ok and kind is str:
+            ok = bool(value.strip())
+        if ok and low is not None:
+            ok = low < value <= high
+        if not ok:
+            if kind is str:
+                expected = "a non-empty string"
+            elif kind is bool:
+                expected = "true or false"
+            else:
+                expected = f"{'an integer' if kind is int else 'a finite number'} in ({low:g}, {high:g}]"
+            raise ProfileError(f"{where}: '{key}' must be {expected}, got {value!r}; fix the profile")
+        core[key] = value
+    for key, kind in CORE_OPTIONAL.items():
+        if key in entry:
+            if not isinstance(entry[key], kind):
+                raise ProfileError(f"{where}: '{key}' must be a string, got {entry[key]!r}; fix the profile")
+            core[key] = entry[key]
+    return core
+
+
+def _hardware(table: dict, source: str) -> dict:
+    """[hardware] with ``peak_gflops`` / ``peak_cores`` derived from its per-core table, where it has one."""
+    hardware = dict(table)
+    cores = hardware.get("cores")
+    if cores is None or isinstance(cores, str):   # no table (a summary string is only a description)
+        return hardware
+    if not isinstance(cores, list) or not cores:
+        raise ProfileError(f"device profile {source}: [hardware] cores must be one or more [[hardware.cores]] "
+                           f"tables, got {cores!r}; fix the profile (see profiles/pixel7.toml)")
+    stated = [key for key in DERIVED_KEYS if key in hardware]
+    if stated:
+        raise ProfileError(f"device profile {source}: [hardware] {stated[0]} is derived from [[hardware.cores]]; "
+                           "remove it (the per-core table is the one source of truth)")
+    checked = [_core(entry, i, source) for i, entry in enumerate(cores)]
+    if not any(c["used"] for c in checked):
+        raise ProfileError(f"device profile {source}: no [[hardware.cores]] entry has used = true; mark the cores "
+                           "the profile's threads run on")
+    hardware["cores"] = checked
+    hardware.update(derive_peak(checked))
+    return hardware
 TARGET_KEYS = {"host": str, "port": int, "identity": str, "python": str, "serial": str, "runner": str}
 
 

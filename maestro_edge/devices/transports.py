@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from maestro_edge.errors import TransportError, UsageError
+from maestro_edge.user_files import temp_beside
 
 __all__ = ["RunResult", "Transport", "LocalTransport", "SshTransport", "AdbTransport", "make_transport", "KINDS"]
 
@@ -150,15 +151,6 @@ def _check_name(value: str, what: str) -> str:
     return value
 
 
-def _atomic_target(local: Path) -> tuple[Path, Path]:
-    """(final path, temp path in the same folder) so that os.replace is atomic."""
-    local = Path(local).absolute()
-    local.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{local.name}.", suffix=".part", dir=local.parent)
-    os.close(fd)
-    return local, Path(tmp)
-
-
 def _require_file(local: Path) -> Path:
     local = Path(local)
     if not local.is_file():
@@ -192,7 +184,7 @@ class LocalTransport(Transport):
 
     def push(self, local: Path, remote: str) -> None:
         src, dst = _require_file(local), self._resolve(remote)
-        final, tmp = _atomic_target(dst)
+        final, tmp = temp_beside(dst, ".part")
         try:
             shutil.copyfile(src, tmp)
             os.replace(tmp, final)
@@ -203,7 +195,7 @@ class LocalTransport(Transport):
         src = self._resolve(remote)
         if not src.is_file():
             raise TransportError(f"cannot pull {src}: no such file in the local workdir")
-        final, tmp = _atomic_target(local)
+        final, tmp = temp_beside(local, ".part")
         try:
             shutil.copyfile(src, tmp)
             os.replace(tmp, final)
@@ -383,7 +375,7 @@ class SshTransport(_PosixTarget):
 
     def pull(self, remote: str, local: Path) -> None:
         src = self._resolve(remote)
-        final, tmp = _atomic_target(local)
+        final, tmp = temp_beside(local, ".part")
         try:
             with open(tmp, "wb") as f:
                 result = self._ssh(["cat", "--", src], TRANSFER_TIMEOUT_S, f"pulling {src}", stdout=f)
@@ -492,7 +484,7 @@ class AdbTransport(_PosixTarget):
 
     def pull(self, remote: str, local: Path) -> None:
         src = self._resolve(remote)
-        final, tmp = _atomic_target(local)
+        final, tmp = temp_beside(local, ".part")
         try:
             result = self._adb(["pull", src, str(tmp)], TRANSFER_TIMEOUT_S, f"pulling {src}")
             if result.returncode != 0:

@@ -9,9 +9,9 @@ from torch import nn
 
 from maestro_edge.errors import UsageError
 from maestro_edge.lod.factorize import _set_submodule
+from maestro_edge.lod.grid import DENSE
 from maestro_edge.lod.layers import lod_layers
 
-DENSE = "dense"
 
 
 def truncate_(model: nn.Module, choices: dict[str, int | str]) -> nn.Module:

@@ -54,6 +54,7 @@ from maestro_edge._quiet import quiet
 from maestro_edge.devices.transports import AdbTransport, RunResult, last_line
 from maestro_edge.errors import TransportError, UsageError
 from maestro_edge.latency.measure import Protocol, Timing, kind_of, summarize
+from maestro_edge.latency.probes import call_bound_ms, export_probe
 from maestro_edge.latency.profile import Modules, Timer, call_probe
 from maestro_edge.user_files import file_sha256
 
@@ -173,8 +174,6 @@ class RunnerTimer(Timer):
 
     def _push_probes(self, tmp: Path, batch: str, modules: Modules, kind: str | dict[str, str]) -> dict:
         """Export and push every module; name -> (remote .pte, per-call bound in ms)."""
-        from maestro_edge.latency.remote import call_bound_ms, export_probe
-
         probes = {}
         for i, (name, (module, shape)) in enumerate(modules.items()):
             local = tmp / f"p{i}.pte"
@@ -279,8 +278,6 @@ class RunnerTimer(Timer):
 @functools.lru_cache(maxsize=1)
 def _check_probe() -> bytes:
     """The pre-flight's program: the trivial call probe (exported once per process)."""
-    from maestro_edge.latency.remote import export_probe
-
     module, shape = call_probe()
     return export_probe(module, shape, RunnerTimer.runtime)
 

@@ -114,7 +114,12 @@ def op_time_terms(op: OpSpec, profile) -> OpTime:
     relative_speed = host_gflops(op, model["params"]) / model["reference_gflops"]
     gflops = min(usable_peak, usable_peak * _number(profile, "estimate", "reference_fraction_of_peak") * relative_speed)
     compute_ms = 2 * op.macs() / (gflops * 1e6)
-    return OpTime(_number(profile, "estimate", "per_op_overhead_ms"), compute_ms, op.weight_bytes() + op.activation_bytes())
+    return OpTime(per_op_overhead_ms(profile), compute_ms, op.weight_bytes() + op.activation_bytes())
+
+
+def per_op_overhead_ms(profile) -> float:
+    """The fixed cost every op pays on ``profile``'s device (dispatch, thread join), ms."""
+    return _number(profile, "estimate", "per_op_overhead_ms")
 
 
 def sustained_memory_gbs(profile) -> float:

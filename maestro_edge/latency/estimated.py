@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from maestro_edge.latency.estimate import estimate_ops_ms
 from maestro_edge.latency.ops import OpSpec, low_rank_pair
+from maestro_edge.lod.grid import DENSE
 from maestro_edge.lod.layers import LoDConv2d
 
-DENSE = "dense"
 
 
 def dense_op(layer, in_shape: tuple[int, ...]) -> OpSpec:

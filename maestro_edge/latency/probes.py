@@ -1,16 +1,31 @@
-"""Probes: one micro-model per (layer, option), with the layer's real input shape."""
+"""Probes: one micro-model per (layer, option), with the layer's real input shape; and their export.
+
+ONNX probes use the TorchScript exporter (``dynamo=False``, opset 18): over the 46 probes of the
+default model it took 1.3 s against 34 s for the dynamo exporter, with bit-identical onnxruntime
+outputs, the same node types (except that a bias-free Linear is ``MatMul`` instead of a bias-less
+``Gemm``) and the same onnxruntime time within noise (median ratio 0.99). If that exporter fails
+(it is deprecated), the dynamo exporter is used. Whole models (calibration) use the dynamo exporter,
+as ``fit`` does for the .onnx it ships.
+"""
 
 from __future__ import annotations
 
 import copy
+import io
+import warnings
 
 import torch
 from torch import nn
 
-from maestro_edge.lod.grid import rank_grid
+from maestro_edge._quiet import quiet
+from maestro_edge.errors import ExportError
+from maestro_edge.latency.measure import inputs_for
+from maestro_edge.lod.grid import DENSE, rank_grid
 from maestro_edge.lod.layers import lod_layers
 
-DENSE = "dense"
+SLOWEST_GFLOPS = 1.0       # below any target worth profiling (one Cortex-A53 core runs fp32 XNNPACK at a few GFLOP/s)
+CALL_FLOOR_MS = 2.0        # per-call cost assumed on top of the arithmetic
+
 
 
 @torch.no_grad()
@@ -45,3 +60,59 @@ def probe_module(layer, choice: int | str) -> nn.Module:
 
 def probe_name(layer_name: str, choice: int | str) -> str:
     return f"{layer_name}@{choice}"
+
+
+def export_probe(module: nn.Module, shape: tuple, runtime: str, kind: str = "layer") -> bytes:
+    """``module`` in the runtime's file format (see the module docstring for the exporter choice)."""
+    example = inputs_for(shape)
+    if runtime == "executorch-xnnpack":
+        from maestro_edge.export.pte import lower_to_pte
+
+        return lower_to_pte(module, example, full_delegation=kind == "layer")
+    from maestro_edge.export.onnx_export import export_onnx_bytes
+
+    if kind == "layer":
+        try:
+            return _legacy_onnx_bytes(module, example)
+        except Exception:   # deprecated exporter gone or failing: the dynamo exporter is the reference
+            pass
+    return export_onnx_bytes(module, example)
+
+
+def _legacy_onnx_bytes(module: nn.Module, example: tuple[torch.Tensor, ...]) -> bytes:
+    buffer = io.BytesIO()
+    with quiet(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module.eval(), example, buffer, dynamo=False, opset_version=18,
+                          input_names=["input"], output_names=["output"])
+    data = buffer.getvalue()
+    if not data:
+        raise ExportError("the TorchScript ONNX exporter wrote nothing")
+    return data
+
+
+@torch.no_grad()
+def macs(module: nn.Module, shape: tuple[int, ...]) -> int:
+    """Multiply-accumulates of one forward pass through the module's Conv2d and Linear layers."""
+    total, hooks = [0], []
+
+    def count(m, args, out):
+        if isinstance(m, nn.Conv2d):
+            total[0] += out.numel() * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
+        elif isinstance(m, nn.Linear):
+            total[0] += out.numel() * m.in_features
+
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            hooks.append(m.register_forward_hook(count))
+    try:
+        module.eval()(*inputs_for(shape))
+    finally:
+        for h in hooks:
+            h.remove()
+    return total[0]
+
+
+def call_bound_ms(module: nn.Module, shape: tuple[int, ...]) -> float:
+    """A generous upper bound on one call's time on any target worth profiling."""
+    return CALL_FLOOR_MS + 2 * macs(module, shape) / (SLOWEST_GFLOPS * 1e9) * 1e3

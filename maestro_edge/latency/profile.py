@@ -308,6 +308,7 @@ def format_duration(seconds: float) -> str:
 def estimated_table(ckpt: LoDCheckpoint, profile: DeviceProfile) -> LatencyTable:
     """Per-layer latencies predicted from the profile's compute figures (no device needed)."""
     from maestro_edge.latency.estimated import estimate_layer_ms
+    from maestro_edge.latency.program_ops import estimate_other_ops_ms
 
     shapes = layer_input_shapes(ckpt.model, ckpt.examples)
     layers = {}
@@ -316,6 +317,12 @@ def estimated_table(ckpt: LoDCheckpoint, profile: DeviceProfile) -> LatencyTable
         layers[name] = LayerLatency(
             dense_ms=estimate_layer_ms(profile, layer, shapes[name], DENSE),
             rank_ms={c: estimate_layer_ms(profile, layer, shapes[name], c) for c in options if c != DENSE})
+    # Every other op of the exported program (attention matmuls, softmax, norms, adds, pooling, resize...)
+    # is estimated too and goes to the overhead term: the solver cannot change it, but the budget pays it.
+    other = estimate_other_ops_ms(ckpt.model, ckpt.examples, profile, set(layers))
     return LatencyTable(device=profile.name, model_digest=ckpt.digest(), source="estimated", runtime=profile.runtime,
-                        threads=profile.threads, overhead_ms=float(profile.estimate.get("model_overhead_ms", 0.0)),
-                        layers=layers, provenance={"estimated_from": profile.path, "profile": profile.provenance})
+                        threads=profile.threads,
+                        overhead_ms=float(profile.estimate.get("model_overhead_ms", 0.0)) + other.total_ms,
+                        layers=layers, provenance={"estimated_from": profile.path, "profile": profile.provenance,
+                                                   "other_ops_ms": other.by_target,
+                                                   "other_ops_unclassified": other.unclassified})

@@ -15,12 +15,7 @@ is :func:`maestro_edge.latency.profile.measure_table`); only the :class:`RemoteT
 Every command is an argument list; the transports quote each argument for the remote shell, so no
 shell string is ever built from user input (host names, paths, the interpreter).
 
-ONNX probes use the TorchScript exporter (``dynamo=False``, opset 18): over the 46 probes of the
-default model it took 1.3 s against 34 s for the dynamo exporter, with bit-identical onnxruntime
-outputs, the same node types (except that a bias-free Linear is ``MatMul`` instead of a bias-less
-``Gemm``) and the same onnxruntime time within noise (median ratio 0.99). If that exporter fails
-(it is deprecated), the dynamo exporter is used. Whole models (calibration) use the dynamo exporter,
-as ``fit`` does for the .onnx it ships.
+Probes are exported by latency/probes.py:export_probe (which exporter for which runtime, and why).
 
 Android over adb: a phone has no Python, so the agent cannot run there. Instead the user passes an
 ExecuTorch ``executor_runner`` they built for the phone (arm64-v8a, XNNPACK, event tracer; docs/adb.md)
@@ -37,24 +32,19 @@ and table format are those of ``measure_table``, as for ssh. The fingerprint is 
 
 from __future__ import annotations
 
-import io
 import json
 import posixpath
 import secrets
 import sys
 import tempfile
-import warnings
 import zipfile
 from pathlib import Path
 
-import torch
-from torch import nn
-
-from maestro_edge._quiet import quiet
 from maestro_edge.devices.profile import DeviceProfile
 from maestro_edge.devices.transports import AdbTransport, LocalTransport, SshTransport, Transport, make_transport
-from maestro_edge.errors import ExportError, ProfileError, TransportError, UsageError
+from maestro_edge.errors import ProfileError, TransportError, UsageError
 from maestro_edge.latency.measure import Protocol, Timing, inputs_for, kind_of, summarize
+from maestro_edge.latency.probes import call_bound_ms, export_probe
 from maestro_edge.latency.profile import Modules, Progress, Timer, measure_table
 from maestro_edge.latency.table import LatencyTable
 from maestro_edge.lod.checkpoint import LoDCheckpoint
@@ -66,8 +56,6 @@ SUFFIX = {"onnxruntime": ".onnx", "executorch-xnnpack": ".pte"}
 # Timeouts are upper bounds that only stop a hung target; they are not tuned to any device.
 STARTUP_S = 180.0          # interpreter + runtime import (executorch: ~5 s on the host, far more on a Pi) + loading
 CHECK_TIMEOUT_S = 180.0    # the pre-flight `agent.py --check` (imports the runtime)
-SLOWEST_GFLOPS = 1.0       # below any target worth profiling (one Cortex-A53 core runs fp32 XNNPACK at a few GFLOP/s)
-CALL_FLOOR_MS = 2.0        # per-call cost assumed on top of the arithmetic
 SAFETY = 3.0
 
 
@@ -310,62 +298,6 @@ def agent_input_shape(spec) -> list[int]:
         raise UsageError("timing a model whose inputs are not one float tensor is not supported over ssh yet; "
                          "use the host or an estimated profile for it")
     return list(inputs[0].shape)
-
-
-def export_probe(module: nn.Module, shape: tuple, runtime: str, kind: str = "layer") -> bytes:
-    """``module`` in the runtime's file format (see the module docstring for the exporter choice)."""
-    example = inputs_for(shape)
-    if runtime == "executorch-xnnpack":
-        from maestro_edge.export.pte import lower_to_pte
-
-        return lower_to_pte(module, example, full_delegation=kind == "layer")
-    from maestro_edge.export.onnx_export import export_onnx_bytes
-
-    if kind == "layer":
-        try:
-            return _legacy_onnx_bytes(module, example)
-        except Exception:   # deprecated exporter gone or failing: the dynamo exporter is the reference
-            pass
-    return export_onnx_bytes(module, example)
-
-
-def _legacy_onnx_bytes(module: nn.Module, example: tuple[torch.Tensor, ...]) -> bytes:
-    buffer = io.BytesIO()
-    with quiet(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(module.eval(), example, buffer, dynamo=False, opset_version=18,
-                          input_names=["input"], output_names=["output"])
-    data = buffer.getvalue()
-    if not data:
-        raise ExportError("the TorchScript ONNX exporter wrote nothing")
-    return data
-
-
-@torch.no_grad()
-def macs(module: nn.Module, shape: tuple[int, ...]) -> int:
-    """Multiply-accumulates of one forward pass through the module's Conv2d and Linear layers."""
-    total, hooks = [0], []
-
-    def count(m, args, out):
-        if isinstance(m, nn.Conv2d):
-            total[0] += out.numel() * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
-        elif isinstance(m, nn.Linear):
-            total[0] += out.numel() * m.in_features
-
-    for m in module.modules():
-        if isinstance(m, (nn.Conv2d, nn.Linear)):
-            hooks.append(m.register_forward_hook(count))
-    try:
-        module.eval()(*inputs_for(shape))
-    finally:
-        for h in hooks:
-            h.remove()
-    return total[0]
-
-
-def call_bound_ms(module: nn.Module, shape: tuple[int, ...]) -> float:
-    """A generous upper bound on one call's time on any target worth profiling."""
-    return CALL_FLOOR_MS + 2 * macs(module, shape) / (SLOWEST_GFLOPS * 1e9) * 1e3
 
 
 def agent_timeout_s(protocol: Protocol, call_ms: list[float]) -> float:

@@ -12,15 +12,14 @@ import bisect
 import json
 import math
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from maestro_edge.errors import TableError
-from maestro_edge.user_files import read_user_text
+from maestro_edge.lod.grid import DENSE
+from maestro_edge.user_files import read_user_text, write_json_atomic
 
 SCHEMA_VERSION = 1
-DENSE = "dense"
 
 
 @dataclass
@@ -117,29 +116,6 @@ class LatencyTable:
         except json.JSONDecodeError:
             raise TableError(f"latency table {path} is not valid JSON (corrupt?); delete it and profile again") from None
         return cls.from_dict(d, source=str(path))
-
-
-def write_json_atomic(path: str | Path, data) -> None:
-    """Write JSON to a temporary file beside ``path`` and rename it: never a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2)
-            f.write("\n")
-        os.chmod(tmp, readable_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def readable_mode() -> int:
-    """rw-r--r-- less the umask: what a plain open() would have given (mkstemp gives rw-------)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o644 & ~umask
 
 
 def cache_dir() -> Path:

@@ -13,10 +13,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import pickle
 import re
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,11 +23,11 @@ import torch
 from torch import nn
 
 from maestro_edge.errors import CheckpointError, MaestroError
-from maestro_edge.latency.table import readable_mode
 from maestro_edge.lod.factorize import FactorizeConfig, factorize_
 from maestro_edge.lod.layers import lod_layers
 from maestro_edge.lod import program as prog
 from maestro_edge.models import build_model
+from maestro_edge.user_files import write_atomic
 
 FORMAT = "maestro-edge-lod"
 SCHEMA_VERSION = 1
@@ -159,12 +157,12 @@ class LoDCheckpoint:
                 "importance": self.importance, "metric": self.metric, "metrics": self.metrics,
                 "example_inputs": [prog.encode_tensor(x) for x in self.examples]}
         self._sync_program_weights()
-        _write_atomic(path, lambda f: prog.save_program(self.program, meta, f))
+        write_atomic(path, lambda f: prog.save_program(self.program, meta, f))
 
     @staticmethod
     def save_dict(blob: dict, path: str | Path) -> None:
         """Write a checkpoint's dict form atomically (``save``; ``lod.compact`` writes a reduced one)."""
-        _write_atomic(Path(path), lambda f: torch.save(blob, f))
+        write_atomic(Path(path), lambda f: torch.save(blob, f))
 
     @classmethod
     def load(cls, path: str | Path) -> "LoDCheckpoint":
@@ -255,20 +253,6 @@ class LoDCheckpoint:
                    metrics=blob.get("metrics", {}), importance=blob.get("importance", {}),
                    progress=blob.get("progress", {}))
 
-
-
-def _write_atomic(path: Path, write) -> None:
-    """``write(file)`` into a temporary file beside ``path``, then rename it over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.chmod(tmp, readable_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def output_tensors(output) -> list[torch.Tensor]:

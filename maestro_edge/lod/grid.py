@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+DENSE = "dense"   # a layer's choice besides a rank: the dense layer it stands for (the one definition)
 FRACTIONS = (1 / 8, 1 / 4, 3 / 8, 1 / 2, 5 / 8, 3 / 4, 7 / 8, 1)
 FEW_FRACTIONS = (1 / 4, 1 / 2, 3 / 4, 1)
 

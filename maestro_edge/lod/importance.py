@@ -1,9 +1,9 @@
 """Importance table: what truncating one layer alone costs on held-out data.
 
 For every LoD layer and every rank on its grid, the layer runs at that rank while all others stay at
-their active rank, and the held-out metric is compared with the untruncated model's. The built-in
-models use accuracy and loss (``accuracy_importance_table``); a user's model uses the user's own metric
-(``importance_table``: ``eval_fn(model) -> float``). The solver assumes these costs add up
+their active rank, and the held-out metric is compared with the untruncated model's. A user's
+model uses the user's own metric (``importance_table``: ``eval_fn(model) -> float``); the built-in
+models use accuracy and loss (train/importance.py). The solver assumes these costs add up
 across layers (measured in BENCHMARKS.md, not assumed true).
 """
 
@@ -15,28 +15,8 @@ from typing import Callable
 import torch
 
 from maestro_edge.errors import MaestroError
-
 from maestro_edge.lod.grid import rank_grid
 from maestro_edge.lod.layers import lod_layers
-from maestro_edge.train.evaluate import evaluate
-
-
-@torch.no_grad()
-def accuracy_importance_table(model, x: torch.Tensor, y: torch.Tensor) -> dict:
-    """``{"base": {...}, "layers": {name: {"ranks": [...], "acc_drop": [...], "loss_delta": [...]}}}``"""
-    base_acc, base_loss = evaluate(model, x, y)
-    layers = {}
-    for name, layer in lod_layers(model).items():
-        ranks = rank_grid(layer)
-        drops, deltas = [], []
-        for rank in ranks:
-            layer.sampled_rank = rank
-            acc, loss = evaluate(model, x, y)
-            drops.append(base_acc - acc)
-            deltas.append(loss - base_loss)
-        layer.sampled_rank = None
-        layers[name] = {"ranks": ranks, "acc_drop": drops, "loss_delta": deltas}
-    return {"base": {"accuracy": base_acc, "loss": base_loss, "samples": len(x)}, "layers": layers}
 
 
 def importance_table(model, eval_fn: Callable, example_inputs=None, *, higher_is_better: bool = True,

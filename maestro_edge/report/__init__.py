@@ -4,6 +4,7 @@
     write_report(Path("out"))          # -> out/report.html, plus pareto.png, ranks.png, latency.png
 """
 
-from maestro_edge.report.html import FIGURES, Fit, load_fits, write_report
+from maestro_edge.report.fits import FIGURES, Fit, load_fits
+from maestro_edge.report.html import write_report
 
 __all__ = ["FIGURES", "Fit", "load_fits", "write_report"]

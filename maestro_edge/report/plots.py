@@ -22,7 +22,8 @@ except ImportError:   # pragma: no cover - exercised only without the extra
 
     raise MaestroError("the report needs matplotlib; install it with: pip install 'maestro-edge[report]'") from None
 
-from maestro_edge.report.html import Fit, device_context
+from maestro_edge.lod.grid import DENSE
+from maestro_edge.report.fits import Fit, device_context
 
 DPI = 110
 BAND = 0.05                       # the ± band on the predicted-vs-measured plot
@@ -156,9 +157,9 @@ def ranks_png(fits: list[Fit]) -> bytes:
     for f in fits:
         for layer, m in f.max_ranks.items():
             known_max[(f.digest, layer)] = m
-    sweep_max = {l: max([r for f in fits for k, r in f.ranks.items() if k == l and r != "dense"], default=1)
+    sweep_max = {l: max([r for f in fits for k, r in f.ranks.items() if k == l and r != DENSE], default=1)
                  for l in layers}
-    int_cells = [(f.digest, l) for f in fits for l, r in f.ranks.items() if r != "dense"]
+    int_cells = [(f.digest, l) for f in fits for l, r in f.ranks.items() if r != DENSE]
     n_known = sum(c in known_max for c in int_cells)
     if n_known == len(int_cells):
         scale_label = "rank / layer's maximum rank"
@@ -188,7 +189,7 @@ def ranks_png(fits: list[Fit]) -> bytes:
                 if r is None:
                     ax.add_patch(Rectangle((j - .5, i - .5), 1, 1, fc="white", ec="#e0e0e0", lw=.5))
                     ax.text(j, i, "–", ha="center", va="center", fontsize=fontsize, color="#999")
-                elif r == "dense":
+                elif r == DENSE:
                     ax.add_patch(Rectangle((j - .5, i - .5), 1, 1, fc=DENSE_COLOR, ec="white", hatch="///", lw=.8))
                     ax.text(j, i, "dense", ha="center", va="center", fontsize=fontsize, color="#222",
                             bbox={"fc": DENSE_COLOR, "ec": "none", "pad": 0.6})

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from maestro_edge.errors import UsageError
+from maestro_edge.lod.grid import DENSE
 
 SCHEMA_VERSION = 1
 
@@ -67,8 +68,8 @@ class RankPlan:
 
 
 def _parse_choice(c: Any) -> Choice:
-    if c == "dense":
-        return "dense"
+    if c == DENSE:
+        return DENSE
     if isinstance(c, bool) or not isinstance(c, int):
         raise ValueError(f"choice {c!r} is neither a rank nor 'dense'")
     return c

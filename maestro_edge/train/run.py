@@ -17,7 +17,7 @@ from maestro_edge.data import load_dataset
 from maestro_edge.errors import CheckpointError, UsageError
 from maestro_edge.lod.checkpoint import LoDCheckpoint
 from maestro_edge.lod.factorize import FactorizeConfig, factorize_
-from maestro_edge.lod.importance import accuracy_importance_table
+from maestro_edge.train.importance import accuracy_importance_table
 from maestro_edge.lod.layers import lod_layers
 from maestro_edge.models import build_model
 from maestro_edge.train import distributed

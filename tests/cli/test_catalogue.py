@@ -134,8 +134,9 @@ def bad(tmp_path_factory, tiny_checkpoint) -> Path:
     (p / "bad_transport.toml").write_text(_profile_variant(good, "transport", '"carrier-pigeon"'))
     (p / "empty_name.toml").write_text(_profile_variant(good, "name", '""'))
     (p / "hardware_int.toml").write_text(_profile_variant(good, "precision", '"fp32"\nhardware = 5').replace(
-        "[hardware]", "[hardware_unused]"))
-    (p / "neg_peak.toml").write_text(re.sub(r"^peak_gflops = .*$", "peak_gflops = -5", good, flags=re.MULTILINE))
+        "[hardware]", "[hardware_unused]").replace("[[hardware.cores]]", "[[hardware_unused.cores]]"))
+    # the peak is derived from [[hardware.cores]]: a negative clock in the table is the negative-peak case now
+    (p / "neg_peak.toml").write_text(_profile_variant(good, "clock_ghz", "-5"))
     (p / "target_password.toml").write_text(good + '\n[target]\nhost = "pi@rpi5"\npassword = "hunter2"\n')
     (p / "not_utf8.toml").write_bytes(b"\xff\xfe\x00 not text")
     (root / "profiles_one_bad").mkdir()
@@ -288,7 +289,7 @@ CATALOGUE = [
          ["fit", "--device", "{bad}/profiles/target_password.toml", "--ms", "20", "--out", "{out}"],
          ["target_password.toml", "password", "host"], absent=["hunter2"]),
     case("profile-negative-peak", [*FIT_TINY[:2], "{bad}/profiles/neg_peak.toml", *FIT_TINY[3:]],
-         ["neg_peak.toml", "peak_gflops"], 1),
+         ["neg_peak.toml", "clock_ghz"], 1),
     case("profile-adb-device", ["profile", "--device", "pixel7"], ["adb", "--runner", "docs/adb.md"], 2),
     case("profile-ssh-without-host", ["profile", "--device", "rpi5"], ["rpi5", "--host"], 2),
     case("profile-host-flag-like", ["profile", "--device", "rpi5", "--host", "-oProxyCommand=touch_x"],

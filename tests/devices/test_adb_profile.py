@@ -115,7 +115,11 @@ def test_profile_over_adb_survives_an_unplug_and_resumes_into_a_complete_table(c
     # Resumed: the first layer is the journal's, untouched; only the rest ran on the "phone".
     runs = runner_runs(tmp_path)[first_runs:]
     second_layer = len(layer_options(lod_layers(ckpt.model)[names[1]])) + 1          # + the call probe
-    assert len(runs) == 1 + TINY.rounds * (second_layer + 3), "pre-flight, second layer, 3 whole models"
+    from maestro_edge.latency.calibration import calibration_plans
+
+    beside = {(n, c) for plan in calibration_plans(ckpt, table).values() for n, c in plan.items()}
+    calibration = 3 + len(beside) + 1     # whole models, the layer probes they are made of, the call probe
+    assert len(runs) == 1 + TINY.rounds * (second_layer + calibration), "pre-flight, second layer, calibration"
     assert sum("measured before (journal)" in m for m in messages) == 1 and messages[-1] == "done"
     kept = records[0]["timings"]
     assert table.layers[names[0]].dense_ms == kept[DENSE]["p50_ms"]

@@ -19,8 +19,8 @@ from maestro_edge.devices.profile import DeviceProfile
 from maestro_edge.devices.transports import AdbTransport, LocalTransport, SshTransport
 from maestro_edge.errors import ProfileError, TransportError, UsageError
 from maestro_edge.latency.measure import QUICK, Protocol
-from maestro_edge.latency.remote import (STARTUP_S, agent_timeout_s, call_bound_ms, export_probe, interpreter, macs,
-                                         measure_remote_table)
+from maestro_edge.latency.probes import call_bound_ms, export_probe, macs
+from maestro_edge.latency.remote import STARTUP_S, agent_timeout_s, interpreter, measure_remote_table
 from maestro_edge.lod.checkpoint import LoDCheckpoint
 from maestro_edge.lod.layers import lod_layers
 

@@ -6,7 +6,7 @@ import torch
 
 from maestro_edge.lod.factorize import factorize_
 from maestro_edge.lod.grid import rank_grid
-from maestro_edge.lod.importance import accuracy_importance_table
+from maestro_edge.train.importance import accuracy_importance_table
 from maestro_edge.lod.layers import lod_layers
 from maestro_edge.models import build_model
 

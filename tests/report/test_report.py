@@ -13,7 +13,7 @@ import pytest
 
 from maestro_edge.errors import MaestroError, UsageError
 from maestro_edge.report import FIGURES, load_fits, write_report
-from maestro_edge.report import html as report_html
+from maestro_edge import user_files
 
 from .conftest import fit_record, sweep_records, write_fit
 
@@ -188,7 +188,7 @@ def test_an_interrupted_write_keeps_the_old_report(sweep, monkeypatch, mpl):
             raise OSError(28, "No space left on device")
         real_replace(src, dst)
 
-    monkeypatch.setattr(report_html.os, "replace", failing_replace)
+    monkeypatch.setattr(user_files.os, "replace", failing_replace)
     with pytest.raises(MaestroError) as e:
         write_report(sweep)
     assert_one_line(e.value, str(sweep / "report.html"), "No space left on device")
