@@ -221,8 +221,9 @@ def profile(device, host, port, identity, python, serial, runner, model_path, fo
                f"{table.threads} thread(s))")
     from maestro_edge.latency.load import busy_warning
 
-    if busy_warning(table):
-        click.echo(f"warning: {busy_warning(table)}", err=True)
+    warning = busy_warning(table)
+    if warning:
+        click.echo(f"warning: {warning}", err=True)
 
 
 _bundle_option = click.option(

@@ -71,8 +71,9 @@ def latency_table_for(ckpt: LoDCheckpoint, profile: DeviceProfile, progress: Pro
     path = cached_table_path(profile.name, ckpt.digest())
     if path.is_file():
         table = load_table(path, ckpt, profile)
-        if progress and busy_warning(table):
-            progress(f"warning: the cached table {path}: {busy_warning(table)}")
+        warning = busy_warning(table)
+        if progress and warning:
+            progress(f"warning: the cached table {path}: {warning}")
         return table
     if profile.is_host:
         if progress:

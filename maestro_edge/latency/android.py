@@ -54,8 +54,8 @@ from maestro_edge._quiet import quiet
 from maestro_edge.devices.transports import AdbTransport, RunResult, last_line
 from maestro_edge.errors import TransportError, UsageError
 from maestro_edge.latency.measure import Protocol, Timing, kind_of, summarize
-from maestro_edge.latency.probes import call_bound_ms, export_probe
-from maestro_edge.latency.profile import Modules, Timer, call_probe
+from maestro_edge.latency.probes import call_bound_ms, call_probe, export_probe
+from maestro_edge.latency.profile import Modules, Timer
 from maestro_edge.user_files import file_sha256
 
 RUNNER = "executor_runner"                 # its name on the phone

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from maestro_edge.export.truncate import deployable
 from maestro_edge.latency.measure import Protocol
-from maestro_edge.latency.probes import DENSE, layer_options, probe_module, probe_name
+from maestro_edge.latency.probes import DENSE, call_probe, layer_options, probe_module, probe_name
 from maestro_edge.latency.table import LatencyTable
 from maestro_edge.lod.checkpoint import LoDCheckpoint
 from maestro_edge.lod.layers import lod_layers
@@ -50,8 +50,7 @@ class Calibration:
     drifted: list[str]           # layers whose table entry no longer holds
 
 
-def calibrate(ckpt: LoDCheckpoint, table: LatencyTable, timer, protocol: Protocol, shapes: dict,
-              call_probe) -> Calibration:
+def calibrate(ckpt: LoDCheckpoint, table: LatencyTable, timer, protocol: Protocol, shapes: dict) -> Calibration:
     """Time the three plans' whole models beside their layer probes; overhead and drift from one batch."""
     plans = calibration_plans(ckpt, table)
     layers = lod_layers(ckpt.model)

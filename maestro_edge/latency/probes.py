@@ -28,6 +28,11 @@ CALL_FLOOR_MS = 2.0        # per-call cost assumed on top of the arithmetic
 
 
 
+def call_probe() -> tuple[nn.Module, tuple[int, ...]]:
+    """A one-weight Linear: what a runtime call costs with (almost) no work in it."""
+    return nn.Linear(1, 1).eval(), (1, 1)
+
+
 @torch.no_grad()
 def layer_input_shapes(model: nn.Module, example_inputs: tuple[torch.Tensor, ...]) -> dict[str, tuple[int, ...]]:
     """Input shape of every LoD layer when the model runs on ``example_inputs`` (one forward pass)."""

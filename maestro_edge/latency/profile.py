@@ -27,9 +27,10 @@ from maestro_edge._quiet import quiet
 from maestro_edge.devices.profile import DeviceProfile
 from maestro_edge.errors import ProfileError
 from maestro_edge.latency.calibration import CALL, PLANS, calibrate, trusted_overhead
-from maestro_edge.latency.load import LoadCheck, LoadMonitor, busy_warning
+from maestro_edge.latency.load import LoadCheck, LoadMonitor
 from maestro_edge.latency.measure import Protocol, Timing, inputs_for, kind_of, time_programs
-from maestro_edge.latency.probes import DENSE, layer_input_shapes, layer_options, probe_module, probe_name
+from maestro_edge.latency.probes import (DENSE, call_probe, layer_input_shapes, layer_options, probe_module,
+                                         probe_name)
 from maestro_edge.latency.table import LatencyTable, LayerLatency, cached_table_path
 from maestro_edge.lod.checkpoint import LoDCheckpoint
 from maestro_edge.lod.layers import lod_layers
@@ -171,7 +172,7 @@ def measure_table(ckpt: LoDCheckpoint, profile: DeviceProfile, timer: Timer, pro
         table = LatencyTable(device=profile.name, model_digest=digest, source="measured", runtime=profile.runtime,
                              threads=protocol.threads, overhead_ms=0.0,
                              layers={name: layer_latency(done[name]) for name in layers})
-        calibration = calibrate(ckpt, table, timer, protocol, shapes, call_probe)
+        calibration = calibrate(ckpt, table, timer, protocol, shapes)
         history.append({"drift": round(calibration.drift, 4), "drifted_layers": calibration.drifted})
         if not calibration.drifted or attempt == REMEASURE_PASSES:
             break
@@ -191,8 +192,8 @@ def measure_table(ckpt: LoDCheckpoint, profile: DeviceProfile, timer: Timer, pro
     table.save(table_path)
     journal.unlink(missing_ok=True)
     if progress:
-        if busy_warning(table):
-            progress(f"warning: {busy_warning(table)}", total, total)
+        if load and load.busy:
+            progress(f"warning: {load.warning()}", total, total)
         progress("done", total, total)
     return table
 
@@ -204,11 +205,6 @@ def refuse_if_busy(monitor: LoadMonitor | None, allow_busy: bool, after_s: float
     if load and load.busy and not allow_busy and load.seconds >= after_s:
         raise ProfileError(f"{load.warning()} (or pass --allow-busy to keep such a table, flagged)")
     return load
-
-
-def call_probe() -> tuple[nn.Module, tuple[int, ...]]:
-    """A one-weight Linear: what a runtime call costs with (almost) no work in it."""
-    return nn.Linear(1, 1).eval(), (1, 1)
 
 
 def layer_entry(name: str, layer, timings: dict[str, Timing]) -> dict:

@@ -8,6 +8,7 @@ from functools import lru_cache
 import pytest
 import torch
 import torch.nn.functional as F
+import transformers   # in the test extra: a missing install fails here rather than skipping
 from torch import nn
 
 from maestro_edge import FactorizeConfig, factorize_
@@ -17,8 +18,6 @@ from maestro_edge.latency.estimated import DENSE, estimate_layer_ms
 from maestro_edge.latency.probes import layer_input_shapes
 from maestro_edge.latency.program_ops import estimate_other_ops_ms, other_ops
 from maestro_edge.lod.layers import lod_layers
-
-transformers = pytest.importorskip("transformers")
 
 C, HW = 16, 16
 
