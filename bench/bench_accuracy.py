@@ -103,7 +103,8 @@ def uniform_at(fitter: Fitter, budget: float, protocol: Protocol):
     while lo <= hi:   # measured latency grows with the fraction: binary search on it
         mid = (lo + hi) // 2
         plan = {n: max(1, math.ceil(l.active_rank * mid / 32)) for n, l in layers.items()}
-        small, accuracy, _ = fitter.accuracy_of(plan)
+        small, score = fitter.accuracy_of(plan)
+        accuracy = score.value
         ms = measure(small, fitter.ckpt.input_shape, protocol)
         if ms <= budget:
             best, lo = (mid / 32, ms, accuracy), mid + 1

@@ -21,7 +21,10 @@ DEFAULT_MODEL = Path(__file__).parent / "assets" / "default.lod.pt"
 
 
 def _echo_progress(quiet: bool):
-    return (lambda message: None) if quiet else (lambda message: click.echo(f"  {message}", err=True))
+    """Status lines and counted steps with an ETA on stderr; nothing with --quiet."""
+    from maestro_edge.progress import Reporter, TerminalReporter
+
+    return Reporter() if quiet else TerminalReporter()
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -105,7 +108,8 @@ ARCHS = ("small_cnn", "lenet5", "resnet18", "vgg19_bn")   # kept here: importing
 @click.option("--resume/--no-resume", default=True, show_default=True, help="Continue an unfinished --out checkpoint.")
 @click.option("--device", "train_device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True,   # = lod.metadata.MAX_SEED
+              help="Seed of every random choice (data order, sampled ranks).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 def train(arch, data_name, input_size, out, epochs, batch_size, lr, gl_lambda, shrink_threshold, sampler, distill, constant_shapes,
           compile_step, clip_grad_norm, warmup_epochs, bn_samples, limit, resume, train_device, precision, seed, quiet):
@@ -128,6 +132,12 @@ def train(arch, data_name, input_size, out, epochs, batch_size, lr, gl_lambda, s
                                  param_hint="--warmup-epochs")
     import torch
 
+    if train_device == "cuda" and not torch.cuda.is_available():   # else a traceback from deep inside training
+        why = ("no CUDA GPU is visible to this torch (check the NVIDIA driver and CUDA_VISIBLE_DEVICES)"
+               if torch.backends.cuda.is_built() else
+               f"CUDA is not available in this torch build ({torch.__version__} is CPU only: install a CUDA build)")
+        raise click.BadParameter(f"{why}, or train with --device cpu", param_hint="--device")
+
     from maestro_edge.train.distributed import is_main_process
     from maestro_edge.train.loop import Recipe
     from maestro_edge.train.run import train_checkpoint
@@ -136,7 +146,8 @@ def train(arch, data_name, input_size, out, epochs, batch_size, lr, gl_lambda, s
     recipe = Recipe(epochs=epochs, batch_size=batch_size, lr=lr, gl_lambda=gl_lambda, shrink_threshold=shrink_threshold,
                     sampler=sampler, seed=seed, distill=distill, constant_shapes=constant_shapes, bn_samples=bn_samples,
                     warmup_epochs=warmup_epochs, compile=compile_step, clip_grad_norm=clip_grad_norm)
-    report = _echo_progress(quiet)
+    reporter = _echo_progress(quiet)
+    report = reporter.say
     seen = []
 
     def on_epoch(epoch, m):
@@ -150,7 +161,7 @@ def train(arch, data_name, input_size, out, epochs, batch_size, lr, gl_lambda, s
 
     arch_kwargs = {"input_size": input_size} if input_size is not None else None
     ckpt = train_checkpoint(arch, data_name, recipe, out, on_epoch=on_epoch, arch_kwargs=arch_kwargs, resume=resume,
-                            limit=limit, device=train_device, precision=precision)
+                            limit=limit, device=train_device, precision=precision, progress=reporter)
     if is_main_process():
         click.echo(f"wrote {out}: test accuracy {ckpt.metrics['test_accuracy']:.4f}, digest {ckpt.digest()}")
 
@@ -187,8 +198,9 @@ def profile(device, host, port, identity, python, serial, runner, model_path, fo
       maestro-edge profile --device pixel7 --serial 2A1B3C --runner ./executor_runner
     """
     from maestro_edge.devices.profile import find_profile
+    from maestro_edge.latency.profile import journal_path, table_lock
     from maestro_edge.latency.remote import measure_device_table
-    from maestro_edge.latency.table import cached_table_path
+    from maestro_edge.latency.table import cache_dir, cached_table_path, check_table_folder
     from maestro_edge.lod.checkpoint import LoDCheckpoint
 
     prof = find_profile(device)
@@ -197,25 +209,29 @@ def profile(device, host, port, identity, python, serial, runner, model_path, fo
     if prof.transport == "ssh" and not target.get("host"):
         raise click.UsageError(f"{prof.name} is reached over ssh: pass --host user@address "
                                "(or set host in the profile's [target] table)")
+    check_table_folder(cache_dir() / "latency")   # an unwritable cache is refused before the model is even loaded
     ckpt = LoDCheckpoint.load(model_path or DEFAULT_MODEL)
-    path = cached_table_path(prof.name, ckpt.digest())
-    if force:
-        path.unlink(missing_ok=True)
-        path.with_suffix(".partial.jsonl").unlink(missing_ok=True)
-    say = _echo_progress(quiet)
-    if path.is_file():
-        from maestro_edge.fit import load_table
+    path = cached_table_path(prof, ckpt.digest())
+    say = _echo_progress(quiet).say
+    # --force deletes nothing another process is measuring into (no cache folder yet: nothing to delete or reuse,
+    # and measuring takes the lock itself)
+    with table_lock(prof, path) if path.parent.is_dir() else contextlib.nullcontext():
+        if force:
+            path.unlink(missing_ok=True)
+            journal_path(path).unlink(missing_ok=True)
+        if path.is_file():
+            from maestro_edge.fit import load_table
 
-        table = load_table(path, ckpt, prof)
-        click.echo(f"{path}: cached, measured {table.provenance.get('measured_at', 'at an unknown time')} on "
-                   f"{prof.name} ({table.runtime}, {table.threads} thread(s)); pass --force to measure again")
-        return
-    from maestro_edge.fit import check_exportable
+            table = load_table(path, ckpt, prof)
+            click.echo(f"{path}: cached, measured {table.provenance.get('measured_at', 'at an unknown time')} on "
+                       f"{prof.name} ({table.runtime}, {table.threads} thread(s)); pass --force to measure again")
+            return
+        from maestro_edge.fit import check_exportable
 
-    say("exporting the whole model once (a model ExecuTorch cannot take fails here)")
-    check_exportable(ckpt)
-    table = measure_device_table(ckpt, prof, table_path=path, progress=lambda what, i, n: say(f"[{i}/{n}] {what}"),
-                                 allow_busy=allow_busy, **target)
+        say("exporting the whole model once (a model ExecuTorch cannot take fails here)")
+        check_exportable(ckpt)
+        table = measure_device_table(ckpt, prof, table_path=path, allow_busy=allow_busy,
+                                     progress=lambda what, i, n: say(f"[{i}/{n}] {what}"), **target)
     click.echo(f"wrote {path}: {len(table.layers)} layers, overhead {table.overhead_ms:.3f} ms, "
                f"full model {table.full_model_ms:.3f} ms (measured on {prof.name}, {prof.runtime}, "
                f"{table.threads} thread(s))")
@@ -280,18 +296,25 @@ def _budgets(ctx, param, value):
 @click.option("--runner", default=None,
               help="ExecuTorch executor_runner built for the phone: measure the exported model there (docs/adb.md).")
 @click.option("--json", "as_json", is_flag=True, help="Print fit.json on stdout (a list for several fits).")
+@click.option("--pessimistic", is_flag=True,
+              help="Estimated devices: solve so that the top of the estimate's error band meets the budget "
+                   "(the band of the device class, from published measurements; see fit.json's error_band).")
+@click.option("--baselines", is_flag=True,
+              help="Also score the uniform-rank model that meets each budget (what you would get without the "
+                   "solver; one more model to score per fit).")
 @_bundle_option
 @_quality_options
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 def fit(devices_, budgets, model_path, table_path, out_dir, host, port, identity, python, serial, runner, as_json,
-        bundle, eval_spec, calibrate_spec, full_delegation, quiet):
+        pessimistic, baselines, bundle, eval_spec, calibrate_spec, full_delegation, quiet):
     """Pick per-layer ranks that meet the budget, export .pte and .onnx, verify them.
 
     \b
     Writes model.pte, model.onnx (and with --bundle model.bpte) and fit.json to one folder per device and budget.
     Examples:
       maestro-edge fit --device pixel7 --ms 20
-      maestro-edge fit --device host --device rpi5 --device pixel7 --ms 0.1,0.15,0.2
+      maestro-edge fit --device pixel7 --device rpi5 --ms 30,40,50 --baselines
+      maestro-edge fit --device host --ms 30      (profiles this host first: about 5 minutes)
       maestro-edge fit --model my.lod --eval myproject.evals:score --device host --ms 5
     """
     from maestro_edge.devices.profile import find_profile
@@ -319,11 +342,15 @@ def fit(devices_, budgets, model_path, table_path, out_dir, host, port, identity
     from maestro_edge.fit import Fitter, load_table
     from maestro_edge.lod.checkpoint import LoDCheckpoint
 
+    from maestro_edge.latency.table import cache_dir
+
+    cache_dir()   # a cache path that is a file or a dangling link is refused before the model is loaded
     torch.set_num_threads(1)
     ckpt = LoDCheckpoint.load(model_path or DEFAULT_MODEL)
     table = load_table(table_path, ckpt, profiles[0]) if table_path else None
     fitter = Fitter(ckpt, progress=_echo_progress(quiet), bundle=bundle,
-                    quality=_quality(ckpt, eval_spec, calibrate_spec), full_delegation=full_delegation)
+                    quality=_quality(ckpt, eval_spec, calibrate_spec), full_delegation=full_delegation,
+                    baselines=baselines, pessimistic=pessimistic)
     records, failures = [], []
     with contextlib.ExitStack() as stack:
         timers = {p.name: _remote_timer(stack, p, flags) for p in profiles}
@@ -381,18 +408,51 @@ def _value(x) -> str:
     return "-" if x is None else f"{x:.4f}"
 
 
+def _score_text(score: dict | None, value) -> str:
+    """'0.838 (0.814-0.860, n=1000)': a metric with its 95% interval and sample count where known."""
+    if value is None:
+        return "-"
+    score = score or {}
+    if score.get("ci95") and score.get("samples"):
+        low, high = score["ci95"]
+        return f"{value:.3f} ({low:.3f}-{high:.3f}, n={score['samples']})"
+    return f"{value:.4f}"
+
+
+def _predicted_text(record: dict) -> str:
+    """'19.98 [15.4-22.6]': an estimate with its error band; a measured device's prediction alone."""
+    text = f"{record['predicted_ms']:.4g}"
+    if record.get("predicted_low_ms") is not None:
+        text += f" [{record['predicted_low_ms']:.3g}-{record['predicted_high_ms']:.3g}]"
+    return text
+
+
 def _print_summary(records: list[dict], jobs) -> None:
     folders = {(p.name, b): f for p, b, f in jobs}
     metric = records[0].get("metric", {}) if records else {}
-    name = str(metric.get("name", "accuracy"))[:10]
-    click.echo(f"{'device':<10} {'budget':>9} {'predicted':>10} {'measured':>10}  {'source':<9} {name:>10} "
-               f"{'dense':>8}  folder")
-    for r in records:
-        measured = f"{r['measured_ms']:.4g}" if r["measured_ms"] is not None else "-"
-        click.echo(f"{r['device']:<10} {r['budget_ms']:>9g} {r['predicted_ms']:>10.4g} {measured:>10}  "
-                   f"{r['latency_source']:<9} {_value(r['accuracy']):>10} {_value(r['dense_accuracy']):>8}  "
-                   f"{folders[(r['device'], r['budget_ms'])]}/")
+    name = str(metric.get("name", "accuracy"))[:12]
+    rows = [(r["device"], f"{r['budget_ms']:g}", _predicted_text(r),
+             f"{r['measured_ms']:.4g}" if r["measured_ms"] is not None else "-", r["latency_source"],
+             _score_text(r.get("scores", {}).get("fitted"), r["accuracy"]),
+             _score_text(r.get("scores", {}).get("dense"), r["dense_accuracy"]),
+             f"{folders[(r['device'], r['budget_ms'])]}/") for r in records]
+    header = ("device", "budget", "predicted [band]", "measured", "source", f"{name} (95%)", "dense", "folder")
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        click.echo("  ".join(cell.rjust(w) if i in (1, 2, 3) else cell.ljust(w)
+                             for i, (cell, w) in enumerate(zip(row, widths))).rstrip())
     click.echo("latencies in ms; measured = the exported model timed on the device, '-' = device not reachable")
+    for band in {json.dumps(r["error_band"], sort_keys=True) for r in records if r.get("error_band")}:
+        band = json.loads(band)
+        click.echo(f"band of an estimate ({band['device_class']}s): the true latency fell within "
+                   f"[{band['low_factor']:.2f}x, {band['high_factor']:.2f}x] the estimate for "
+                   f"{band['coverage']:.0%} of {band['rows']} published measurements; --pessimistic solves for the top")
+    fitted = records[0].get("scores", {}).get("fitted", {}) if records else {}
+    dense = records[0].get("scores", {}).get("dense", {}) if records else {}
+    if fitted.get("samples"):
+        info = records[0].get("model", {})
+        click.echo(f"{name}: {fitted['how']} on {fitted['samples']} held-out images ({info.get('eval_data')}), "
+                   f"BatchNorm recalibrated on {info.get('bn_samples')}; dense: {dense.get('how')}")
     if metric.get("source") == "estimated":
         click.echo(f"{metric.get('name')} not measured (no --eval): the plan's estimated drop is in fit.json")
     loose = sorted({f"{r['device']} at {r['budget_ms']:g} ms" for r in records if not r["budget_binding"]})
@@ -443,7 +503,7 @@ def report(folder, out_path):
     Pareto curve of accuracy vs latency per device, the rank chosen per layer, predicted vs measured
     latency, and a table of the exported artifacts.
     Example:
-      maestro-edge fit --device host --ms 0.1 && maestro-edge fit --device host --ms 0.15
+      maestro-edge fit --device pixel7 --device rpi5 --ms 30,40,50
       maestro-edge report out/
     """
     from maestro_edge.report import write_report

@@ -18,6 +18,7 @@ from typing import Callable
 
 import torch
 
+from maestro_edge import validate
 from maestro_edge.devices.profile import DeviceProfile
 from maestro_edge.errors import InfeasibleBudget, TableError, UsageError
 from maestro_edge.export.bundle import bundle_pte, check_bundle
@@ -25,16 +26,18 @@ from maestro_edge.export.onnx_export import export_onnx_bytes
 from maestro_edge.export.pte import PteExport, export_pte
 from maestro_edge.export.truncate import deployable
 from maestro_edge.export.verify import compare_onnx, compare_pte
+from maestro_edge.latency.error_band import ErrorBand, band_ms, error_band, pessimistic_budget_ms
 from maestro_edge.latency.load import busy_warning
-from maestro_edge.latency.measure import Protocol, time_programs
+from maestro_edge.latency.measure import Protocol, Timing, time_programs
 from maestro_edge.latency.probes import DENSE, layer_options
 from maestro_edge.latency.profile import estimated_table, measure_host_table
 from maestro_edge.latency.table import LatencyTable, cached_table_path
 from maestro_edge.lod.checkpoint import LoDCheckpoint
 from maestro_edge.lod.importance import penalty
 from maestro_edge.lod.layers import lod_layers
-from maestro_edge.outputs import check_output_folder, write_outputs
-from maestro_edge.quality import quality_for
+from maestro_edge.outputs import claim_output_folder, write_outputs
+from maestro_edge.progress import Reporter, as_reporter
+from maestro_edge.quality import Score, quality_for
 from maestro_edge.solve import LayerOptions, Option, solve_ranks
 from maestro_edge.user_files import read_user_text
 
@@ -68,7 +71,7 @@ def check_exportable(ckpt: LoDCheckpoint, full_delegation: bool = False) -> PteE
 def latency_table_for(ckpt: LoDCheckpoint, profile: DeviceProfile, progress: Progress | None = None,
                       full_delegation: bool = False) -> LatencyTable:
     """The measured table cached for this device and model, else measure it (host), else estimate."""
-    path = cached_table_path(profile.name, ckpt.digest())
+    path = cached_table_path(profile, ckpt.digest())
     if path.is_file():
         table = load_table(path, ckpt, profile)
         warning = busy_warning(table)
@@ -111,31 +114,45 @@ def solver_layers(ckpt: LoDCheckpoint, table: LatencyTable) -> list[LayerOptions
 
 
 class Fitter:
-    """One loaded model, fitted to any number of devices and budgets (data and baselines loaded once)."""
+    """One loaded model, fitted to any number of devices and budgets (data and the dense score loaded once)."""
 
-    def __init__(self, ckpt: LoDCheckpoint, progress: Progress | None = None, bundle: bool = False,
-                 quality=None, full_delegation: bool = False):
+    def __init__(self, ckpt: LoDCheckpoint, progress: Reporter | Progress | None = None, bundle: bool = False,
+                 quality=None, full_delegation: bool = False, baselines: bool = False, pessimistic: bool = False):
         """``quality``: how truncated models are scored (maestro_edge.quality); by default held-out accuracy
         for a built-in model, the importance table's estimate for a user model (pass a UserMetric to measure).
         ``full_delegation``: refuse a model with any op outside XNNPACK instead of running it on portable kernels.
+        ``baselines``: also score the uniform-rank model that meets each budget (one more model to score).
+        ``pessimistic``: on an estimated device, solve so that the top of the estimate's error band meets
+        the budget (the band of the device class, from the published validation suite).
         """
         self.ckpt = ckpt
         self.bundle = bundle   # also write model.bpte: the .pte with reference inputs/outputs (BundledProgram)
-        self.say = progress or (lambda message: None)
+        self.progress = as_reporter(progress)
+        self.say = self.progress.say
         self.example = ckpt.examples
         self.quality = quality or quality_for(ckpt)
         self.full_delegation = full_delegation
+        self.baselines = baselines
+        self.pessimistic = pessimistic
 
     @cached_property
-    def dense_accuracy(self) -> float | None:
-        return self.quality.dense()
+    def dense_score(self) -> Score:
+        return self.quality.dense(self.progress)
 
-    def accuracy_of(self, choices: dict) -> tuple[torch.nn.Module, float | None, float | None]:
-        """The truncated model (own BatchNorm statistics) and its held-out metric (and loss, where there is one)."""
+    def truncated(self, choices: dict) -> torch.nn.Module:
+        """The model truncated to ``choices``, built from standard layers, with its own BatchNorm statistics."""
         small = deployable(self.ckpt.model, choices)
-        self.quality.calibrate_(small)
-        value, loss = self.quality.score(small)
-        return small, value, loss
+        self.quality.calibrate_(small, self.progress)
+        return small
+
+    def score(self, small: torch.nn.Module, pte: PteExport) -> Score:
+        """The held-out metric of the exported model (or of ``small``, for a function of the module)."""
+        return self.quality.score(small, pte.buffer, self.progress)
+
+    def accuracy_of(self, choices: dict) -> tuple[torch.nn.Module, Score]:
+        """Truncate, recalibrate, export and score: what a plan gives."""
+        small = self.truncated(choices)
+        return small, self.score(small, export_pte(small, self.example, self.full_delegation))
 
     def fit(self, profile: DeviceProfile, budget_ms: float, out_dir: Path, table: LatencyTable | None = None,
             timer=None) -> dict:
@@ -146,55 +163,68 @@ class Fitter:
         """
         started = time.perf_counter()
         out_dir = Path(out_dir)
-        check_output_folder(out_dir)
-        table = table or latency_table_for(self.ckpt, profile, self.say, self.full_delegation)
-        layers = solver_layers(self.ckpt, table)
-        plan, (small, accuracy, loss), pte, tries = self._solve_and_measure(profile, budget_ms, table, layers, timer)
-        files, verification = self._artifacts(small, pte)
-        record = {
-            "schema_version": SCHEMA_VERSION,
-            "device": profile.name,
-            "budget_ms": budget_ms,
-            "predicted_ms": plan.predicted_ms,
-            "latency_source": table.source,
-            "measured_ms": tries[-1]["measured_ms"],
-            "ranks": dict(plan.choices),
-            "accuracy": accuracy,
-            "dense_accuracy": self.dense_accuracy,
-            "estimated_accuracy_drop": plan.penalty,
-            "metric": {**self.quality.metric, "source": self.quality.source},
-            # False when the untruncated model already meets the budget (nothing had to give).
-            "budget_binding": table.predict_ms({name: DENSE for name in table.layers}) > budget_ms,
-            "test_loss": loss,
-            "runtime": profile.runtime,
-            "threads": table.threads,
-            "max_ranks": {name: layer.active_rank for name, layer in lod_layers(self.ckpt.model).items()},
-            "baselines": self._baselines(table, budget_ms),
-            "tries": tries,
-            "delegation": pte.delegation(),
-            "verification": verification,
-            "model": self._model_info(),
-            "artifacts": [],
-            "wall_time_s": None,
-        }
-        write_outputs(out_dir, files, record, "fit.json", started)
+        with claim_output_folder(out_dir):   # one writer per folder; a killed writer's leftovers cleaned
+            table = table or latency_table_for(self.ckpt, profile, self.say, self.full_delegation)
+            layers = solver_layers(self.ckpt, table)
+            band = error_band(profile) if table.source == "estimated" else None
+            solver_budget = pessimistic_budget_ms(budget_ms, band) if self.pessimistic and band else budget_ms
+            plan, small, pte, tries = self._solve_and_measure(profile, budget_ms, table, layers, timer, solver_budget)
+            score, dense = self.score(small, pte), self.dense_score
+            files, verification = self._artifacts(small, pte)
+            record = {
+                "schema_version": SCHEMA_VERSION,
+                "device": profile.name,
+                "budget_ms": budget_ms,
+                "predicted_ms": plan.predicted_ms,
+                # an estimate's error band: the true latency is expected within [low, high] (~80% of the
+                # published validation rows of this device class fell inside theirs); None when measured
+                **self._band_fields(plan.predicted_ms, band),
+                "solved_for_ms": solver_budget,   # the budget the solver used (--pessimistic lowers it)
+                "latency_source": table.source,
+                "measured_ms": tries[-1]["measured_ms"],          # median of the round medians
+                "measured_p90_ms": tries[-1]["measured_p90_ms"],
+                "ranks": dict(plan.choices),
+                # the chosen option's latency per layer (the table's); the rest is the overhead term
+                "layer_ms": {name: table.layers[name].option_ms(choice) for name, choice in plan.choices.items()},
+                "overhead_ms": table.overhead_ms,
+                "accuracy": score.value,
+                "dense_accuracy": dense.value,
+                "scores": {"fitted": score.to_dict(), "dense": dense.to_dict()},   # samples, 95% interval, how
+                "estimated_accuracy_drop": plan.penalty,
+                "metric": {**self.quality.metric, "source": self.quality.source},
+                # False when the untruncated model already meets the budget (nothing had to give).
+                "budget_binding": table.predict_ms({name: DENSE for name in table.layers}) > solver_budget,
+                "test_loss": score.loss,
+                "runtime": profile.runtime,
+                "threads": table.threads,
+                "max_ranks": {name: layer.active_rank for name, layer in lod_layers(self.ckpt.model).items()},
+                "baselines": self._baselines(table, budget_ms),
+                "tries": tries,
+                "delegation": pte.delegation(),
+                "verification": verification,
+                "model": self._model_info(),
+                "artifacts": [],
+                "wall_time_s": None,
+            }
+            write_outputs(out_dir, files, record, "fit.json", started)
         return record
 
     def export(self, choices: dict, out_dir: Path) -> dict:
         """Truncate to ``choices``, export .pte and .onnx, verify both, write ``out_dir`` (no solving)."""
         started = time.perf_counter()
         out_dir = Path(out_dir)
-        check_output_folder(out_dir)
-        small, accuracy, loss = self.accuracy_of(choices)
-        self.say("exporting .pte (ExecuTorch, XNNPACK)")
-        pte = export_pte(small, self.example, self.full_delegation)
-        files, verification = self._artifacts(small, pte)
-        record = {"schema_version": SCHEMA_VERSION, "ranks": dict(choices), "accuracy": accuracy,
-                  "dense_accuracy": self.dense_accuracy, "test_loss": loss,
-                  "metric": {**self.quality.metric, "source": self.quality.source},
-                  "delegation": pte.delegation(), "verification": verification,
-                  "model": self._model_info(), "artifacts": [], "wall_time_s": None}
-        write_outputs(out_dir, files, record, "export.json", started)
+        with claim_output_folder(out_dir):
+            small = self.truncated(choices)
+            self.say("exporting .pte (ExecuTorch, XNNPACK)")
+            pte = export_pte(small, self.example, self.full_delegation)
+            score, dense = self.score(small, pte), self.dense_score
+            files, verification = self._artifacts(small, pte)
+            record = {"schema_version": SCHEMA_VERSION, "ranks": dict(choices), "accuracy": score.value,
+                      "dense_accuracy": dense.value, "scores": {"exported": score.to_dict(), "dense": dense.to_dict()},
+                      "test_loss": score.loss, "metric": {**self.quality.metric, "source": self.quality.source},
+                      "delegation": pte.delegation(), "verification": verification,
+                      "model": self._model_info(), "artifacts": [], "wall_time_s": None}
+            write_outputs(out_dir, files, record, "export.json", started)
         return record
 
     def _artifacts(self, small, pte: PteExport) -> tuple[dict[str, bytes], dict]:
@@ -215,38 +245,47 @@ class Fitter:
         info = {k: v for k, v in self.quality.info().items() if k != "verify_inputs"}
         return {"digest": self.ckpt.digest(), "arch": self.ckpt.arch["name"], "data": self.ckpt.data["name"], **info}
 
-    def _measure(self, profile, small, pte: PteExport, timer) -> float | None:
+    def _measure(self, profile, small, pte: PteExport, timer) -> Timing | None:
         protocol = Protocol(threads=profile.threads)
         if timer is not None:
             self.say(f"measuring the exported model on {profile.name}")
-            return timer.time({"model": (small, self.example)}, protocol, "model")["model"].p50_ms
+            return timer.time({"model": (small, self.example)}, protocol, "model")["model"]
         if profile.is_host:
             self.say("measuring the exported model on this host")
-            return time_programs({"model": (pte.buffer, self.example)}, protocol)["model"].p50_ms
+            return time_programs({"model": (pte.buffer, self.example)}, protocol)["model"]
         return None
 
-    def _solve_and_measure(self, profile, budget_ms, table, layers, timer):
-        tries, solver_budget = [], budget_ms
+    @staticmethod
+    def _band_fields(predicted_ms: float, band: ErrorBand | None) -> dict:
+        if band is None:
+            return {"predicted_low_ms": None, "predicted_high_ms": None, "error_band": None}
+        low, high = band_ms(predicted_ms, band)
+        return {"predicted_low_ms": low, "predicted_high_ms": high, "error_band": band._asdict()}
+
+    def _solve_and_measure(self, profile, budget_ms, table, layers, timer, solver_budget):
+        tries = []
         fastest_ms = table.overhead_ms + sum(min(o.latency_ms for o in layer.options) for layer in layers)
         for _ in range(MAX_TRIES):
             self.say(f"solving for {solver_budget:.4g} ms")
             try:
                 plan = solve_ranks(layers, solver_budget, overhead_ms=table.overhead_ms)
             except InfeasibleBudget as e:
+                pessimistic = (f" (--pessimistic solves for {solver_budget:.4g} ms, the top of the estimate's "
+                               "error band)" if solver_budget < budget_ms and not tries else "")
                 raise InfeasibleBudget(
-                    f"budget {budget_ms:g} ms is below the fastest possible model on {profile.name}: {e.min_ms:.4g} ms "
-                    f"({table.source}, {profile.runtime}, {table.threads} thread(s)); raise --ms to at least "
-                    f"{e.min_ms:.4g}", min_ms=e.min_ms) from None
-            self.say(f"scoring the truncated model ({self.quality.metric['name']}, {self.quality.source})")
-            scored = self.accuracy_of(dict(plan.choices))
-            small = scored[0]
+                    f"budget {budget_ms:g} ms{pessimistic} is below the fastest possible model on {profile.name}: "
+                    f"{e.min_ms:.4g} ms ({table.source}, {profile.runtime}, {table.threads} thread(s)); raise --ms "
+                    f"to at least {e.min_ms * budget_ms / solver_budget:.4g}", min_ms=e.min_ms) from None
+            small = self.truncated(dict(plan.choices))
             self.say("exporting .pte (ExecuTorch: XNNPACK where it takes the op)")
             pte = export_pte(small, self.example, self.full_delegation)
-            measured = self._measure(profile, small, pte, timer)
+            timing = self._measure(profile, small, pte, timer)
+            measured = timing.p50_ms if timing else None
             tries.append({"solver_budget_ms": solver_budget, "predicted_ms": plan.predicted_ms,
-                          "measured_ms": measured, "ranks": dict(plan.choices)})
+                          "measured_ms": measured, "measured_p90_ms": timing.p90_ms if timing else None,
+                          "ranks": dict(plan.choices)})
             if measured is None or measured <= budget_ms:
-                return plan, scored, pte, tries
+                return plan, small, pte, tries
             # Missed: tighten the solver's budget by the observed prediction error (plus 2%) and try again.
             solver_budget = min(solver_budget - 1e-6, solver_budget * budget_ms / measured * 0.98)
             if solver_budget < fastest_ms:
@@ -256,24 +295,29 @@ class Fitter:
                                f"{fastest_ms:.4g} ms); raise --ms or profile again", min_ms=measured)
 
     def _baselines(self, table: LatencyTable, budget_ms: float) -> list[dict]:
-        """What the user would get without the solver: the dense model, and one rank fraction everywhere."""
+        """What the user would get without the solver: the dense model, and (when asked: one more model to
+        score) one rank fraction everywhere."""
         layers = lod_layers(self.ckpt.model)
         dense = {name: DENSE for name in layers}
-        baselines = [{"name": "dense", "predicted_ms": table.predict_ms(dense), "accuracy": self.dense_accuracy}]
+        baselines = [{"name": "dense", "predicted_ms": table.predict_ms(dense), "accuracy": self.dense_score.value,
+                      "score": self.dense_score.to_dict()}]
+        if not self.baselines:
+            return baselines
         for step in range(UNIFORM_STEPS, 0, -1):
             fraction = step / UNIFORM_STEPS
             uniform = {name: max(1, math.ceil(layer.active_rank * fraction)) for name, layer in layers.items()}
             predicted = table.predict_ms(uniform)
             if predicted <= budget_ms:
-                _, accuracy, _ = self.accuracy_of(uniform)
+                self.say(f"scoring the uniform-rank baseline ({fraction:.0%} of every layer's rank)")
+                _, score = self.accuracy_of(uniform)
                 baselines.append({"name": "uniform-rank", "fraction": fraction, "predicted_ms": predicted,
-                                  "accuracy": accuracy})
+                                  "accuracy": score.value, "score": score.to_dict()})
                 break
         return baselines
 
 
 def fit(ckpt: LoDCheckpoint, profile: DeviceProfile, budget_ms: float, out_dir: Path,
-        progress: Progress | None = None) -> dict:
+        progress: Reporter | Progress | None = None) -> dict:
     """One fit (see Fitter.fit)."""
     return Fitter(ckpt, progress).fit(profile, budget_ms, out_dir)
 
@@ -282,13 +326,14 @@ def read_ranks(path: Path, ckpt: LoDCheckpoint) -> dict:
     """Ranks from a fit.json (or any JSON with "ranks"), refused if made for another model."""
     text = read_user_text(path, "plan", "the fit.json file that 'maestro-edge fit' wrote", UsageError)
     try:
-        record = json.loads(text)
+        record = validate.parse_json(text)   # JSON nested too deep is malformed JSON too, not a traceback
         ranks = record["ranks"]
     except (json.JSONDecodeError, KeyError, TypeError):
-        raise UsageError(f"{path} is not a plan: expected a fit.json (JSON with \"ranks\")") from None
+        raise UsageError(f"{path} is not a plan: expected a fit.json (JSON with \"ranks\"); pass the fit.json "
+                         "that 'maestro-edge fit' wrote") from None
     digest = record.get("model", {}).get("digest") if isinstance(record.get("model"), dict) else None
     if digest and digest != ckpt.digest():
-        raise UsageError(f"plan {path} was made for another model (digest {digest}, this model is "
+        raise UsageError(f"plan {path} was made for another model (digest {validate.show(digest)}, this model is "
                          f"{ckpt.digest()}); fit this model instead")
     if not isinstance(ranks, dict):
         raise UsageError(f"{path}: \"ranks\" must map layer names to ranks or \"dense\"")

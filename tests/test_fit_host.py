@@ -13,6 +13,7 @@ from maestro_edge.data import load_dataset
 from maestro_edge.export.truncate import deployable
 from maestro_edge.export.verify import ATOL
 from maestro_edge.quality import BN_BATCH, BN_SAMPLES
+from maestro_edge.devices.profile import find_profile
 from maestro_edge.latency.table import LatencyTable, cached_table_path
 from maestro_edge.lod.checkpoint import LoDCheckpoint
 from maestro_edge.train.evaluate import recalibrate_bn_
@@ -37,7 +38,7 @@ def host_table(tiny_checkpoint):
         main(main_args)
     assert exit_info.value.code == 0
     ckpt = LoDCheckpoint.load(tiny_checkpoint)
-    return LatencyTable.load(cached_table_path("host", ckpt.digest()))
+    return LatencyTable.load(cached_table_path(find_profile("host"), ckpt.digest()))
 
 
 def test_profile_writes_a_measured_table(host_table, capsys, tiny_checkpoint):

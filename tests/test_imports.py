@@ -3,7 +3,7 @@
 Every import counts, also the ones inside functions: a lazy import back against the pipeline is still
 a dependency, only hidden. Order (a folder may import its own and lower ranks only):
 
-    errors, _quiet, user_files, entry_points, outputs  <  models, data, devices  <  lod  <  train
+    errors, _quiet, user_files, entry_points, outputs, progress, validate  <  models, data, devices  <  lod  <  train
     <  export  <  latency  <  solve  <  quality  <  fit  <  report  <  cli, __main__, the package
 
 export sits below latency (the design sketch has it after solve) because profiling times exported
@@ -17,7 +17,7 @@ from collections import defaultdict
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "maestro_edge"
-RANKS = [("errors", "_quiet", "user_files", "entry_points", "outputs"), ("models", "data", "devices"), ("lod",),
+RANKS = [("errors", "_quiet", "user_files", "entry_points", "outputs", "progress", "validate"), ("models", "data", "devices"), ("lod",),
          ("train",), ("export",), ("latency",), ("solve",), ("quality",), ("fit",), ("report",),
          ("cli", "__main__", "")]
 RANK = {folder: rank for rank, folders in enumerate(RANKS) for folder in folders}

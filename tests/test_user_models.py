@@ -12,7 +12,6 @@ import pytest
 import torch
 
 import maestro_edge as me
-from maestro_edge.latency.table import LatencyTable, cached_table_path
 
 pytestmark = pytest.mark.slow
 EXAMPLE = Path(__file__).parents[1] / "examples" / "user_cnn"

@@ -37,9 +37,12 @@ def main(argv=None) -> None:
     parser.add_argument("--dense-epochs", type=int, default=6)
     parser.add_argument("--lod-epochs", type=int, default=2)
     parser.add_argument("--width", type=int, default=32)
+    parser.add_argument("--train-images", type=int, default=None,
+                        help="train on the first N images only (a quick model for latency work)")
     args = parser.parse_args(argv)
     torch.manual_seed(0)
     train_x, train_y, *_ = mynet.load()
+    train_x, train_y = train_x[:args.train_images], train_y[:args.train_images]
     model = mynet.TwoBranchNet(args.width)
     started = time.perf_counter()
     dense_training(model, train_x, train_y, args.dense_epochs)

@@ -23,13 +23,14 @@ may still give the two figures directly.
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import re
 import tomllib
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
+from maestro_edge import validate
 from maestro_edge.errors import ProfileError, UsageError
 from maestro_edge.user_files import read_user_text
 
@@ -108,63 +109,99 @@ class DeviceProfile:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as e:
             raise ProfileError(f"device profile {path} is not valid TOML ({e}); fix or delete it") from None
+        except RecursionError:   # arrays or inline tables nested thousands deep
+            raise ProfileError(f"device profile {path} is nested more than {validate.MAX_DEPTH} levels deep; fix or "
+                               "delete it") from None
         return cls.from_dict(data, source=str(path))
 
     @classmethod
     def from_dict(cls, data: dict, source: str = "<dict>") -> "DeviceProfile":
-        def need(key, kind, allowed=None):
+        def need(key, check, *args):
             if key not in data:
                 raise ProfileError(f"device profile {source} lacks '{key}'; add it (see profiles/host.toml)")
-            value = data[key]
-            if not isinstance(value, kind) or isinstance(value, bool) and kind is int:
-                raise ProfileError(f"device profile {source}: '{key}' must be {kind.__name__}, got {value!r}")
-            if allowed and value not in allowed:
-                raise ProfileError(f"device profile {source}: '{key}' is {value!r}; expected one of {', '.join(allowed)}")
-            return value
+            return checked(source, "", check, data[key], key, *args)
 
-        version = need("schema_version", int)
+        checked(source, "", validate.check_depth, data, "the profile")
+        version = need("schema_version", validate.integer)
         if version != SCHEMA_VERSION:
             raise ProfileError(f"device profile {source} has schema_version {version}; this maestro-edge reads "
                                f"{SCHEMA_VERSION}: update the profile (see profiles/host.toml) or maestro-edge")
-        threads = need("threads", int)
-        if threads < 1:
-            raise ProfileError(f"device profile {source}: 'threads' must be >= 1, got {threads}")
-        name = need("name", str)
+        threads = need("threads", validate.integer, 1, validate.MAX_THREADS)
+        name = need("name", validate.text)
         if not NAME_PATTERN.fullmatch(name):
-            raise ProfileError(f"device profile {source}: name {name!r} must be letters, digits, '.', '_' or '-' "
-                               "(it names folders and cache files); rename it")
+            raise ProfileError(f"device profile {source}: name {validate.show(name)} must be letters, digits, '.', "
+                               "'_' or '-' (it names folders and cache files); rename it")
         for table in ("hardware", "estimate", "provenance"):
             if not isinstance(data.get(table, {}), dict):
                 raise ProfileError(f"device profile {source}: [{table}] must be a table; fix the profile")
         return cls(
             name=name,
-            description=data.get("description", ""),
-            runtime=need("runtime", str, RUNTIMES),
+            description=checked(source, "", validate.text, data.get("description", ""), "description"),
+            runtime=need("runtime", validate.text, RUNTIMES),
             threads=threads,
-            precision=need("precision", str, ("fp32",)),
-            transport=need("transport", str, TRANSPORTS),
-            latency_source=need("latency_source", str, LATENCY_SOURCES),
+            precision=need("precision", validate.text, ("fp32",)),
+            transport=need("transport", validate.text, TRANSPORTS),
+            latency_source=need("latency_source", validate.text, LATENCY_SOURCES),
             hardware=_hardware(data.get("hardware", {}), source),
-            estimate=dict(data.get("estimate", {})),
+            estimate=_figures(data.get("estimate", {}), "estimate", source),
             provenance=dict(data.get("provenance", {})),
             target=_target(data.get("target", {}), source),
             path=source,
         )
 
 
+def checked(source: str, where: str, check, value, key: str, *args, **kwargs):
+    """``check(value, key, ...)`` (a maestro_edge.validate check), its FieldError as a ProfileError naming
+    the profile file and ``where`` ("[estimate] ", "[[hardware.cores]] entry 2 ('X1'): ") the key is."""
+    try:
+        return check(value, key, *args, **kwargs)
+    except validate.FieldError as e:
+        raise ProfileError(f"device profile {source}: {where}{e}; fix the profile") from None
+
+
+def _nonempty(value, key: str) -> str:
+    if not validate.text(value, key).strip():
+        raise validate.FieldError(f"'{key}' must be a non-empty string, got {validate.show(value)}")
+    return value
+
+
+def _positive(high: float):
+    """A check of a finite number in (0, high]: the bounds only catch typos and unit slips (MHz for GHz,
+    FLOP/s for FLOP/cycle, a NaN); the source line is what makes a value right."""
+    return partial(validate.number, low=0.0, low_open=True, high=high)
+
+
+# The [hardware] and [estimate] figures the estimator reads. They are checked at load, so a NaN, an infinity
+# or a string is refused naming the file and key, not found later as a NaN latency. A user's own keys beside
+# them are kept as they are.
+FIGURES = {
+    "hardware": {"peak_gflops": _positive(1e6), "peak_cores": _positive(4096), "memory_gbs": _positive(1e4),
+                 "memory_gbs_sustained": _positive(1e4), "last_level_cache_kib": _positive(1 << 24)},
+    "estimate": {"reference_fraction_of_peak": _positive(1.0), "per_op_overhead_ms": _positive(1e3),
+                 "gemm_mr": _positive(64), "model_overhead_ms": partial(validate.number, low=0.0, high=1e5)},
+}   # model_overhead_ms may be 0: no fixed cost
+
+
+def _figures(table: dict, name: str, source: str) -> dict:
+    """``table`` ([hardware] or [estimate]) with its known figures checked."""
+    for key, check in FIGURES[name].items():
+        if key in table:
+            checked(source, f"[{name}] ", check, table[key], key)
+    return dict(table)
+
+
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
-# [[hardware.cores]]: key -> (kind, lowest allowed (exclusive), highest allowed (inclusive)). The bounds only
-# catch typos and unit slips (MHz for GHz, FLOP/s for FLOP/cycle); the source line is what makes a value right.
+# [[hardware.cores]]: key -> its check.
 CORE_KEYS = {
-    "type": (str, None, None),
-    "count": (int, 0, 256),
-    "clock_ghz": (float, 0.0, 6.0),
-    "fp32_flop_per_cycle": (float, 0.0, 256.0),
-    "used": (bool, None, None),
-    "source": (str, None, None),
+    "type": _nonempty,
+    "count": partial(validate.integer, low=1, high=256),
+    "clock_ghz": _positive(6.0),
+    "fp32_flop_per_cycle": _positive(256.0),
+    "used": validate.flag,
+    "source": _nonempty,
 }
-CORE_OPTIONAL = {"note": str}
+CORE_OPTIONAL = {"note": validate.text}
 DERIVED_KEYS = ("peak_gflops", "peak_cores")
 
 
@@ -177,78 +214,61 @@ def derive_peak(cores: list[dict]) -> dict:
 
 def _core(entry, index: int, source: str) -> dict:
     named = isinstance(entry, dict) and isinstance(entry.get("type"), str) and entry["type"]
-    kind = f" ({entry['type']!r})" if named else ""   # repr: a newline in the name stays on one line
-    where = f"device profile {source}: [[hardware.cores]] entry {index + 1}{kind}"
+    kind = f" ({validate.show(entry['type'])})" if named else ""   # repr: a newline in the name stays on one line
+    where = f"[[hardware.cores]] entry {index + 1}{kind}"
     if not isinstance(entry, dict):
-        raise ProfileError(f"{where} must be a table (type, count, clock_ghz, fp32_flop_per_cycle, used, source); "
-                           "fix the profile")
+        raise ProfileError(f"device profile {source}: {where} must be a table (type, count, clock_ghz, "
+                           "fp32_flop_per_cycle, used, source); fix the profile")
     unknown = sorted(set(entry) - set(CORE_KEYS) - set(CORE_OPTIONAL))
     if unknown:
-        raise ProfileError(f"{where} has unknown key {unknown[0]!r}; allowed: {', '.join([*CORE_KEYS, *CORE_OPTIONAL])}")
+        raise ProfileError(f"device profile {source}: {where} has unknown key {validate.show(unknown[0])}; "
+                           f"allowed: {', '.join([*CORE_KEYS, *CORE_OPTIONAL])}")
     core = {}
-    for key, (kind, low, high) in CORE_KEYS.items():
+    for key, check in CORE_KEYS.items():
         if key not in entry:
-            raise ProfileError(f"{where} lacks '{key}'; add it (see profiles/pixel7.toml)")
-        value = entry[key]
-        if kind is float:
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-            value = float(value) if ok else value
-        else:
-            ok = isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
-        if ok and kind is str:
-            ok = bool(value.strip())
-        if ok and low is not None:
-            ok = low < value <= high
-        if not ok:
-            if kind is str:
-                expected = "a non-empty string"
-            elif kind is bool:
-                expected = "true or false"
-            else:
-                expected = f"{'an integer' if kind is int else 'a finite number'} in ({low:g}, {high:g}]"
-            raise ProfileError(f"{where}: '{key}' must be {expected}, got {value!r}; fix the profile")
-        core[key] = value
-    for key, kind in CORE_OPTIONAL.items():
+            raise ProfileError(f"device profile {source}: {where} lacks '{key}'; add it (see profiles/pixel7.toml)")
+        core[key] = checked(source, f"{where}: ", check, entry[key], key)
+    for key, check in CORE_OPTIONAL.items():
         if key in entry:
-            if not isinstance(entry[key], kind):
-                raise ProfileError(f"{where}: '{key}' must be a string, got {entry[key]!r}; fix the profile")
-            core[key] = entry[key]
+            core[key] = checked(source, f"{where}: ", check, entry[key], key)
     return core
 
 
 def _hardware(table: dict, source: str) -> dict:
     """[hardware] with ``peak_gflops`` / ``peak_cores`` derived from its per-core table, where it has one."""
-    hardware = dict(table)
+    hardware = _figures(table, "hardware", source)
     cores = hardware.get("cores")
     if cores is None or isinstance(cores, str):   # no table (a summary string is only a description)
         return hardware
     if not isinstance(cores, list) or not cores:
         raise ProfileError(f"device profile {source}: [hardware] cores must be one or more [[hardware.cores]] "
-                           f"tables, got {cores!r}; fix the profile (see profiles/pixel7.toml)")
+                           f"tables, got {validate.show(cores)}; fix the profile (see profiles/pixel7.toml)")
     stated = [key for key in DERIVED_KEYS if key in hardware]
     if stated:
         raise ProfileError(f"device profile {source}: [hardware] {stated[0]} is derived from [[hardware.cores]]; "
                            "remove it (the per-core table is the one source of truth)")
-    checked = [_core(entry, i, source) for i, entry in enumerate(cores)]
-    if not any(c["used"] for c in checked):
+    rows = [_core(entry, i, source) for i, entry in enumerate(cores)]
+    if not any(c["used"] for c in rows):
         raise ProfileError(f"device profile {source}: no [[hardware.cores]] entry has used = true; mark the cores "
                            "the profile's threads run on")
-    hardware["cores"] = checked
-    hardware.update(derive_peak(checked))
+    hardware["cores"] = rows
+    hardware.update(derive_peak(rows))
     return hardware
-TARGET_KEYS = {"host": str, "port": int, "identity": str, "python": str, "serial": str, "runner": str}
+
+
+TARGET_KEYS = {"host": validate.text, "port": partial(validate.integer, low=1, high=65535),
+               "identity": validate.text, "python": validate.text, "serial": validate.text, "runner": validate.text}
 
 
 def _target(table, source: str) -> dict:
     if not isinstance(table, dict):
-        raise ProfileError(f"device profile {source}: [target] must be a table")
+        raise ProfileError(f"device profile {source}: [target] must be a table; fix the profile")
     for key, value in table.items():
-        kind = TARGET_KEYS.get(key)
-        if kind is None:   # the value is not echoed: it may be a secret someone put in the wrong place
-            raise ProfileError(f"device profile {source}: [target] has unknown key {key!r}; remove it "
+        check = TARGET_KEYS.get(key)
+        if check is None:   # the value is not echoed: it may be a secret someone put in the wrong place
+            raise ProfileError(f"device profile {source}: [target] has unknown key {validate.show(key)}; remove it "
                                f"(allowed: {', '.join(TARGET_KEYS)})")
-        if not isinstance(value, kind) or isinstance(value, bool):
-            raise ProfileError(f"device profile {source}: [target] {key} must be {kind.__name__}; fix the profile")
+        checked(source, "[target] ", check, value, key)
     return dict(table)
 
 

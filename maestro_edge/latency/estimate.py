@@ -3,7 +3,7 @@
 Nothing here is a measurement of the target. An op's estimated time is its compute time plus its DRAM time,
 plus a fixed per-op cost:
 
-    ms = per_op_overhead_ms + compute_ms + memory_ms
+    ms = per_op_overhead_ms + compute_ms + memory_ms          (+ weights re-streamed: see "Threads" below)
     compute_ms = 2 * MACs / device_gflops(op)
     memory_ms  = (weight bytes + activation bytes) / sustained memory bandwidth   (each byte moved once)
 
@@ -35,11 +35,37 @@ measurement, cited in the profile), not its bus peak. Where a profile has no sus
 ``memory_gbs`` is used and memory time is optimistic. The change was proposed after seeing the Pi 4
 MobileNetV2 miss and shipped only after it beat the previous model on published figures it was not chosen
 on (bench/results/estimator.md).
+
+Threads (issue 15 item 2). What scales with threads is compute only: it is split over the used cores of the
+per-core table (XNNPACK's pthreadpool hands tiles to whichever thread is free, so each core contributes its own
+peak). What does not scale is everything the cores share: the DRAM bandwidth (the bytes above, one stream
+whatever the thread count) and a fixed cost per op (``per_op_overhead_ms``: dispatch and join). A third term
+makes the scaling depend on the device's cache: XNNPACK's GEMM and IGEMM walk the output in tiles of ``mr``
+rows, and every tile reads the op's whole packed weight matrix (its parallel loop is ``M`` tiles outside, ``N``
+tiles inside; src/configs/gemm-config.c sets ``mr``). Weights that fit in the last-level cache the cores share
+are read from DRAM once; weights larger than that cache are streamed from DRAM again for every tile:
+
+    restream_bytes = weight_bytes * (ceil(M / mr) - 1)    if weight_bytes > last-level cache, else 0
+
+A hardware prefetcher streams those weights while the cores compute (the roofline of Williams, Waterman and
+Patterson, CACM 2009), so they cost time only where the cores together ask for more than the DRAM gives:
+
+    ms = per_op_overhead_ms + memory_ms + max(compute_ms, restream_bytes / sustained bandwidth)
+
+At 1 thread compute usually dominates; at 4 threads on a board with a 1 MB cache and ~5.6 GB/s (Pi 4), ops
+with large weights turn memory-bound and the speedup stays well under 4. ``thread_speedup`` reports it.
+The figures come from the profile: ``[hardware] last_level_cache_kib`` (absent: weights assumed to fit, the
+term is 0) and ``[estimate] gemm_mr`` (absent: 6, XNNPACK's arm64 default). Nothing here is fitted.
+The term is derived from XNNPACK's loop order and applied to every runtime: onnxruntime's MLAS blocks its GEMMs
+differently, and no 1-thread / multi-thread pair of it was found to check. On ncnn's published pairs (another
+loop order again) it predicts the 1T/4T ratios of the boards far better than no term at all
+(bench/results/estimator.md, "Thread scaling"): that is a finding, not part of the derivation.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from functools import lru_cache
 from pathlib import Path
 from typing import NamedTuple
@@ -98,11 +124,22 @@ def _number(profile, table: str, key: str) -> float:
 
 
 class OpTime(NamedTuple):
-    """The parts of one op's estimate: fixed cost and compute time (ms) and the DRAM bytes it moves."""
+    """The parts of one op's estimate: fixed cost and compute time (ms), the DRAM bytes it moves once, and the
+    weight bytes it streams from DRAM again because they do not stay in the cache (0 when they do)."""
 
     overhead_ms: float
     compute_ms: float
     memory_bytes: int
+    restream_bytes: int = 0
+
+    def ms(self, gbs: float, times: int = 1) -> float:
+        """The op's ESTIMATED time (ms) at ``gbs`` GB/s, run ``times`` times in one dispatch (see the docstring)."""
+        memory_ms, restream_ms = self.memory_bytes / (gbs * 1e6), self.restream_bytes / (gbs * 1e6)
+        return self.overhead_ms + times * (memory_ms + max(self.compute_ms, restream_ms))
+
+
+# XNNPACK's arm64 f32 GEMM rows per tile when a profile does not say (the default branch of gemm-config.c).
+DEFAULT_GEMM_MR = 6
 
 
 def op_time_terms(op: OpSpec, profile) -> OpTime:
@@ -114,7 +151,34 @@ def op_time_terms(op: OpSpec, profile) -> OpTime:
     relative_speed = host_gflops(op, model["params"]) / model["reference_gflops"]
     gflops = min(usable_peak, usable_peak * _number(profile, "estimate", "reference_fraction_of_peak") * relative_speed)
     compute_ms = 2 * op.macs() / (gflops * 1e6)
-    return OpTime(per_op_overhead_ms(profile), compute_ms, op.weight_bytes() + op.activation_bytes())
+    return OpTime(per_op_overhead_ms(profile), compute_ms, op.weight_bytes() + op.activation_bytes(),
+                  restream_bytes(op, profile))
+
+
+def last_level_cache_bytes(profile) -> int | None:
+    """``[hardware] last_level_cache_kib`` in bytes: the largest cache the used cores share; None if unstated."""
+    if "last_level_cache_kib" not in profile.hardware:
+        return None
+    return int(_number(profile, "hardware", "last_level_cache_kib") * 1024)
+
+
+def gemm_mr(profile) -> int:
+    """Output rows per XNNPACK GEMM tile on the profile's big cores (``[estimate] gemm_mr``, default 6)."""
+    if "gemm_mr" not in profile.estimate:
+        return DEFAULT_GEMM_MR
+    return int(_number(profile, "estimate", "gemm_mr"))
+
+
+def restream_bytes(op: OpSpec, profile) -> int:
+    """Weight bytes read from DRAM again because they do not fit in the last-level cache (module docstring).
+
+    Depthwise convs are not GEMMs (each channel has its own few weights), so they re-read nothing."""
+    cache = last_level_cache_bytes(profile)
+    weights = op.weight_bytes()
+    if op.is_depthwise or cache is None or weights <= cache:
+        return 0
+    m, _, _ = op.gemm_shape()
+    return weights * (math.ceil(m / gemm_mr(profile)) - 1)
 
 
 def per_op_overhead_ms(profile) -> float:
@@ -134,10 +198,18 @@ def estimate_op_ms(op: OpSpec, profile) -> float:
 
     Not a measurement: callers must label the figure as estimated (see the module docstring for the model).
     """
-    overhead_ms, compute_ms, memory_bytes = op_time_terms(op, profile)
-    return overhead_ms + compute_ms + memory_bytes / (sustained_memory_gbs(profile) * 1e6)
+    return op_time_terms(op, profile).ms(sustained_memory_gbs(profile))
 
 
 def estimate_ops_ms(ops, profile) -> float:
     """ESTIMATED total latency (ms) of ops run one after another, e.g. a whole network or a low-rank pair."""
     return sum(estimate_op_ms(op, profile) for op in ops)
+
+
+def thread_speedup(ops, profile, threads: int) -> float:
+    """ESTIMATED speedup of ``ops`` at ``threads`` threads over 1 thread on the same device (fastest core first).
+
+    At most the ratio of the cores' peaks (so below ``threads``), at least 1: compute is the only part that
+    scales, and it never slows down when a core is added."""
+    ops = list(ops)
+    return estimate_ops_ms(ops, profile.with_threads(1)) / estimate_ops_ms(ops, profile.with_threads(threads))

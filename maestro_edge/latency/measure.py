@@ -7,6 +7,7 @@ order — and statistics over the round medians. Ratios measured this way agree 
 
 from __future__ import annotations
 
+import contextlib
 import random
 import statistics
 import time
@@ -56,6 +57,22 @@ def _set_threads(threads: int) -> None:
         if portable_lib._threadpool_get_thread_count() != threads:
             portable_lib._unsafe_reset_threadpool(threads)
     torch.set_num_threads(threads)
+
+
+@contextlib.contextmanager
+def executorch_threads(threads: int):
+    """ExecuTorch's (and torch's) thread pool at ``threads`` for a while, e.g. all cores to score held-out
+    images; restored after, so timing elsewhere keeps its protocol's count."""
+    with quiet():   # the pool's first use prints cpuinfo lines from C++
+        from executorch.extension.pybindings import portable_lib
+
+        before, before_torch = portable_lib._threadpool_get_thread_count(), torch.get_num_threads()
+    _set_threads(threads)
+    try:
+        yield
+    finally:
+        _set_threads(before)
+        torch.set_num_threads(before_torch)
 
 
 InputSpec = tuple   # a probe's input: a shape (a layer's float activation) or the model's real input tensors

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import statistics
 import time
 from abc import ABC, abstractmethod
 from datetime import datetime, timezone
@@ -23,6 +22,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from maestro_edge import validate
 from maestro_edge._quiet import quiet
 from maestro_edge.devices.profile import DeviceProfile
 from maestro_edge.errors import ProfileError
@@ -31,9 +31,11 @@ from maestro_edge.latency.load import LoadCheck, LoadMonitor
 from maestro_edge.latency.measure import Protocol, Timing, inputs_for, kind_of, time_programs
 from maestro_edge.latency.probes import (DENSE, call_probe, layer_input_shapes, layer_options, probe_module,
                                          probe_name)
-from maestro_edge.latency.table import LatencyTable, LayerLatency, cached_table_path
+from maestro_edge.latency.table import LatencyTable, LayerLatency, cached_table_path, check_table_folder
 from maestro_edge.lod.checkpoint import LoDCheckpoint
 from maestro_edge.lod.layers import lod_layers
+from maestro_edge.outputs import hold_lock, shown
+from maestro_edge.progress import Eta
 
 Progress = Callable[[str, int, int], None]   # (what, done, total); `what` carries the ETA once known
 Modules = dict[str, tuple[nn.Module, tuple]]   # probe name -> (module, input shape or real inputs)
@@ -129,16 +131,35 @@ def measure_table(ckpt: LoDCheckpoint, profile: DeviceProfile, timer: Timer, pro
     Where the timer can see the machine's load (the host), a profile taken while other processes ran
     is refused (ProfileError; the journal stays, and the next run's re-check measures again whatever it
     finds off), or with ``allow_busy`` kept, flagged in the table's provenance (``load``) and reported.
+    A second process measuring the same table is refused at once (UsageError), before any timing.
     """
     protocol = protocol or Protocol(threads=profile.threads)
+    table_path = Path(table_path or cached_table_path(profile, ckpt.digest()))
+    check_table_folder(table_path.parent)
+    with table_lock(profile, table_path):
+        return _measure_table(ckpt, profile, timer, protocol, table_path, progress, allow_busy)
+
+
+def table_lock(profile: DeviceProfile, table_path: Path):
+    """Hold ``table_path`` for this process (re-entrant): one profile per table at a time, since two would time
+    each other's load; the second learns it at once, with a one-line UsageError."""
+    Path(table_path).parent.mkdir(parents=True, exist_ok=True)
+    busy = (f"another maestro-edge process is measuring {profile.name} for this model into {shown(table_path)}; "
+            "wait for it to finish, then run again (its table is reused)")
+    return hold_lock(Path(table_path), busy)
+
+
+def _measure_table(ckpt: LoDCheckpoint, profile: DeviceProfile, timer: Timer, protocol: Protocol, table_path: Path,
+                   progress: Progress | None, allow_busy: bool) -> LatencyTable:
+    """measure_table, with the table's lock held."""
     digest = ckpt.digest()
-    table_path = Path(table_path or cached_table_path(profile.name, digest))
     journal = journal_path(table_path)
     device = timer.fingerprint()
     setup = _canonical({"model_digest": digest, "runtime": profile.runtime, "threads": protocol.threads,
                         "protocol": protocol.to_dict(), "fingerprint": device})
-    done = read_journal(journal, setup)
     layers = lod_layers(ckpt.model)
+    # a record missing one of a layer's options is not complete: that layer is measured again
+    done = read_journal(journal, setup, {name: [str(c) for c in layer_options(layer)] for name, layer in layers.items()})
     shapes = layer_input_shapes(ckpt.model, ckpt.examples)
     total = len(layers) + 1
     monitor = timer.load_monitor(protocol.threads)
@@ -238,18 +259,45 @@ def _canonical(obj):
     return json.loads(json.dumps(obj, sort_keys=True))
 
 
-def read_journal(journal: Path, setup: dict) -> dict:
-    """layer -> entry for every complete record made under ``setup`` (later records win)."""
+def read_journal(journal: Path, setup: dict, options: dict[str, list[str]] | None = None) -> dict:
+    """layer -> entry for every well-formed record made under ``setup`` (later records win).
+
+    A line cut short by a kill, made under another setup, or malformed (an option missing, a timing that
+    is not a number) is ignored: that layer is measured again. ``options``: layer -> the option keys
+    (``str(c) for c in layer_options(layer)``) a complete entry holds, besides the call probe.
+    """
     done = {}
-    if journal.is_file():
-        for line in journal.read_text(errors="replace").splitlines():
-            try:
-                record = json.loads(line)
-                if record.get("setup") == setup:
-                    done[record["layer"]] = record["timings"]
-            except (json.JSONDecodeError, AttributeError, KeyError, TypeError):
-                continue   # a line cut short by a kill (or not ours): that layer is measured again
+    try:
+        text = journal.read_text(errors="replace") if journal.is_file() else ""
+    except OSError:   # unreadable: measure everything again
+        text = ""
+    for line in text.splitlines():
+        try:
+            record = validate.parse_json(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and record.get("setup") == setup and _well_formed(record, options):
+            done[record["layer"]] = record["timings"]
     return done
+
+
+def _well_formed(record: dict, options: dict[str, list[str]] | None) -> bool:
+    """A record ``layer_latency`` can read: dense and rank options (positive integers) each with a p50 and
+    a p90 that are finite numbers >= 0; with ``options``, exactly the layer's options and the call probe."""
+    layer, timings = record.get("layer"), record.get("timings")
+    if not isinstance(layer, str) or not isinstance(timings, dict) or DENSE not in timings:
+        return False
+    if options is not None and set(timings) != {*options.get(layer, ()), CALL}:
+        return False
+    try:
+        for option, timing in timings.items():
+            if option not in (DENSE, CALL) and not (option.isdecimal() and int(option) >= 1):
+                return False
+            for key in ("p50_ms", "p90_ms"):
+                validate.number(validate.require(validate.table(timing, option), key), key, low=0.0)
+    except validate.FieldError:
+        return False
+    return True
 
 
 def append_journal(journal: Path, setup: dict, layer: str, timings: dict) -> None:
@@ -266,36 +314,6 @@ def append_journal(journal: Path, setup: dict, layer: str, timings: dict) -> Non
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-# ------------------------------------------------------------------------------------------- ETA
-
-
-class Eta:
-    """Time left from the mean wall time of the steps finished in this run (skipped ones excluded)."""
-
-    def __init__(self, steps: int):
-        self.left, self.times = steps, []
-
-    def finished(self, seconds: float) -> None:
-        self.times.append(seconds)
-        self.left -= 1
-
-    def seconds(self) -> float | None:
-        return statistics.mean(self.times) * self.left if self.times else None
-
-    def text(self) -> str:
-        s = self.seconds()
-        return "" if s is None else f" (ETA {format_duration(s)})"
-
-
-def format_duration(seconds: float) -> str:
-    seconds = max(0, round(seconds))
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
 # ------------------------------------------------------------------------------------- estimated

@@ -49,8 +49,7 @@ class ProgramOp:
         """ESTIMATED time on ``profile``: each GEMM one op (one fixed cost however many times it runs)."""
         gbs, total = sustained_memory_gbs(profile), 0.0
         for op, times in self.gemms:
-            overhead, compute_ms, nbytes = op_time_terms(op, profile)
-            total += overhead + times * (compute_ms + nbytes / (gbs * 1e6))
+            total += op_time_terms(op, profile).ms(gbs, times)
         if self.memory_bytes or not self.gemms:
             total += per_op_overhead_ms(profile) + self.memory_bytes / (gbs * 1e6)
         return total

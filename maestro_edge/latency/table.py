@@ -9,14 +9,18 @@ Tables are JSON with a schema version and provenance, written atomically.
 from __future__ import annotations
 
 import bisect
+import hashlib
 import json
 import math
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from maestro_edge.errors import TableError
+from maestro_edge import validate
+from maestro_edge.devices.profile import DeviceProfile
+from maestro_edge.errors import TableError, UsageError
 from maestro_edge.lod.grid import DENSE
+from maestro_edge.outputs import folder_problem, shown
 from maestro_edge.user_files import read_user_text, write_json_atomic
 
 SCHEMA_VERSION = 1
@@ -112,18 +116,79 @@ class LatencyTable:
         path = Path(path)
         text = read_user_text(path, "latency table", "the JSON file 'maestro-edge profile' wrote", TableError)
         try:
-            d = json.loads(text)
-        except json.JSONDecodeError:
-            raise TableError(f"latency table {path} is not valid JSON (corrupt?); delete it and profile again") from None
+            d = validate.parse_json(text)
+        except json.JSONDecodeError as e:
+            raise TableError(f"latency table {path} is not valid JSON (corrupt? {e.msg}); delete it and profile "
+                             "again") from None
+        if isinstance(d, dict) and d.get("schema_version") == SCHEMA_VERSION:   # else from_dict names the schema
+            try:
+                _check_fields(d)
+            except validate.FieldError as e:
+                raise TableError(f"latency table {path} is malformed ({e}); delete it and profile again") from None
         return cls.from_dict(d, source=str(path))
 
 
+def _check_fields(d: dict) -> None:
+    """The type of every field ``from_dict`` reads, and the ranges it does not check itself (it refuses
+    negative and non-finite latencies): a string, null, list or bool where a number goes, a rank key that
+    is not a positive integer, a thread count no device has."""
+    for key in ("device", "model_digest", "runtime"):
+        validate.text(validate.require(d, key), key)
+    validate.text(validate.require(d, "source"), "source", ("measured", "estimated"))
+    validate.integer(validate.require(d, "threads"), "threads", low=1, high=validate.MAX_THREADS)
+    _latency(validate.require(d, "overhead_ms"), "overhead_ms")
+    validate.number(d.get("full_model_ms"), "full_model_ms", low=0.0, none=True)
+    validate.table(d.get("provenance", {}), "provenance")
+    for name, entry in validate.table(validate.require(d, "layers"), "layers").items():
+        where = f"layers.{name}."
+        validate.table(entry, where[:-1])
+        _latency(validate.require(entry, "dense_ms", where), f"{where}dense_ms")
+        for rank, ms in validate.table(validate.require(entry, "rank_ms", where), f"{where}rank_ms").items():
+            if not (rank.isdecimal() and int(rank) >= 1):
+                raise validate.FieldError(f"rank {validate.show(rank)} in '{where}rank_ms' is not a positive integer")
+            _latency(ms, f"{where}rank_ms.{rank}")
+        for option, value in validate.table(entry.get("spread", {}), f"{where}spread").items():
+            validate.number(value, f"{where}spread.{option}")
+
+
+def _latency(value, key: str) -> None:
+    """A JSON number that converts to a float (its sign and finiteness are from_dict's to check)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+            isinstance(value, int) and abs(value) > 1e300:   # float() of a huge int overflows
+        raise validate.FieldError(f"'{key}' must be a number of milliseconds, got {validate.show(value)}")
+
+
 def cache_dir() -> Path:
-    """Where measured tables are cached: $MAESTRO_EDGE_CACHE, else ~/.cache/maestro-edge."""
+    """Where measured tables are cached: $MAESTRO_EDGE_CACHE, else ~/.cache/maestro-edge; refused in one line
+    when it (or its latency/ folder) is a file, a dangling link, under a file, or a name too long."""
     env = os.environ.get("MAESTRO_EDGE_CACHE")
     base = Path(env) if env else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "maestro-edge"
+    for folder in (base, base / "latency"):
+        problem = folder_problem(folder, writable=False)
+        if problem:
+            what = "MAESTRO_EDGE_CACHE" if env and folder == base else "the latency cache"
+            raise UsageError(f"{what} {shown(folder)} {problem}; point MAESTRO_EDGE_CACHE at a folder this process "
+                             "can write, or unset it")
     return base
 
 
-def cached_table_path(device: str, model_digest: str) -> Path:
-    return cache_dir() / "latency" / f"{device}-{model_digest}.json"
+def check_table_folder(folder: Path) -> None:
+    """Refuse, before any timing, a folder that a measured table and its journal cannot be written to."""
+    problem = folder_problem(folder)
+    if problem:
+        raise UsageError(f"latency tables cannot be written to {shown(folder)}: it {problem}; point "
+                         "MAESTRO_EDGE_CACHE at a folder this process can write, or unset it")
+
+
+def profile_digest(profile: DeviceProfile) -> str:
+    """8 hex digits of what in a device profile decides its measured latencies: a copied profile that kept
+    another's name (a 4-thread phone called "host") must not read that device's table."""
+    key = {"runtime": profile.runtime, "threads": profile.threads, "precision": profile.precision,
+           "transport": profile.transport, "hardware": profile.hardware}
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+
+def cached_table_path(profile: DeviceProfile, model_digest: str) -> Path:
+    """The cached measured table of this model on this device: keyed by the device's name (to be read by
+    people), its profile's content and the model."""
+    return cache_dir() / "latency" / f"{profile.name}-{profile_digest(profile)}-{model_digest}.json"

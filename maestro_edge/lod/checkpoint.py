@@ -22,7 +22,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from maestro_edge import validate
 from maestro_edge.errors import CheckpointError, MaestroError
+from maestro_edge.lod import metadata
 from maestro_edge.lod.factorize import FactorizeConfig, factorize_
 from maestro_edge.lod.layers import lod_layers
 from maestro_edge.lod import program as prog
@@ -34,6 +36,7 @@ SCHEMA_VERSION = 1
 PROGRAM_FORMAT = "maestro-edge-lod-program"
 ACCURACY = {"name": "accuracy", "higher_is_better": True}   # the built-in models' metric
 MATCH_ATOL = 1e-4   # exported program vs the user's eager model, at save time
+RETRAIN = "retrain it with 'maestro-edge train'"
 
 
 @dataclass
@@ -190,8 +193,9 @@ class LoDCheckpoint:
         if not isinstance(blob, dict) or blob.get("format") != FORMAT:
             raise CheckpointError(f"{path} is not a maestro-edge LoD checkpoint; create one with 'maestro-edge train'")
         if blob.get("schema_version") != SCHEMA_VERSION:
-            raise CheckpointError(f"{path} has checkpoint schema {blob.get('schema_version')!r}; this maestro-edge "
-                                  f"reads {SCHEMA_VERSION}: retrain it with this version's 'maestro-edge train'")
+            raise CheckpointError(f"{path} has checkpoint schema {validate.show(blob.get('schema_version'))}; this "
+                                  f"maestro-edge reads {SCHEMA_VERSION}: retrain it with this version's 'maestro-edge "
+                                  "train'")
         return cls.from_dict(blob, source=str(path))
 
     @classmethod
@@ -201,58 +205,107 @@ class LoDCheckpoint:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 program, meta = prog.load_program(path)
+        except json.JSONDecodeError as e:
+            raise CheckpointError(f"{path}: its metadata ({prog.META_FILE}) is not valid JSON ({e.msg}); "
+                                  f"{prog.SAVE_AGAIN}") from None
         except Exception as e:
-            raise CheckpointError(f"{path} is not a readable model program ({type(e).__name__}); save it again "
-                                  "with LoDCheckpoint.from_model(...).save(path)") from None
+            raise CheckpointError(f"{path} is not a readable model program ({type(e).__name__}); "
+                                  f"{prog.SAVE_AGAIN}") from None
         if not isinstance(meta, dict) or meta.get("format") != PROGRAM_FORMAT or meta.get("schema_version") != SCHEMA_VERSION:
-            raise CheckpointError(f"{path} has unknown metadata (format or schema); save it again with this "
-                                  "version's LoDCheckpoint.from_model(...).save(path)")
+            raise CheckpointError(f"{path} has unknown metadata (format or schema); {prog.SAVE_AGAIN} (with this "
+                                  "version of maestro-edge)")
+        _check_metadata(metadata.check_program, meta, path, prog.SAVE_AGAIN)
         try:
             layers, norms = meta["lod_layers"], meta["batch_norms"]
             examples = tuple(prog.decode_tensor(x) for x in meta["example_inputs"])
             model = prog.build_module(program, layers, norms)
             for name, spec in layers.items():
                 rank = spec["active_rank"]
-                if isinstance(rank, bool) or not isinstance(rank, int) or not 1 <= rank <= lod_layers(model)[name].max_rank:
+                if not rank <= lod_layers(model)[name].max_rank:   # an int >= 1 (metadata.check_program)
                     raise ValueError(f"layer {name}: active_rank {rank!r} out of range")
             arch, data = dict(meta["arch"]), dict(meta["data"])
             importance, metric = dict(meta.get("importance") or {}), dict(meta.get("metric") or ACCURACY)
-        except Exception as e:   # malformed metadata of any shape: one message
-            detail = " ".join(str(e).split())[:120]
-            raise CheckpointError(f"{path} is inconsistent ({type(e).__name__}: {detail}); save it again with "
-                                  "LoDCheckpoint.from_model(...).save(path)") from None
+        except Exception as e:   # configs that do not fit the program, of any kind: one message
+            raise _inconsistent(path, e, prog.SAVE_AGAIN) from None
+        _refuse_non_finite(model.state_dict(), path, f"{prog.SAVE_AGAIN}, from a model whose weights are finite")
         return cls(model=model, arch=arch, data=data, metrics=dict(meta.get("metrics") or {}), importance=importance,
                    example_inputs=examples, metric=metric, program=program, batch_norms=norms)
 
     @classmethod
     def from_dict(cls, blob: dict, source: str = "<dict>") -> "LoDCheckpoint":
+        _check_metadata(metadata.check_builtin, blob, source, RETRAIN)
+        arch, layers, data = blob["arch"], blob["lod_layers"], blob["data"]
+        _refuse_non_finite(blob["state_dict"], source, f"{RETRAIN} (--clip-grad-norm 5 or a lower --lr keeps "
+                                                      "training from diverging)")
+        try:   # on the meta device first: sizes and shapes are checked before anything is allocated or run
+            with torch.device("meta"):
+                shell = _built_in_model(arch, layers)
+                _check_state_dict(shell, blob["state_dict"])
+                shell.eval()(torch.zeros(data["input_shape"]))
+        except Exception as e:   # untrusted architecture options can fail in any way: one message
+            raise _inconsistent(source, e, RETRAIN) from None
         try:
-            arch, layers, data = blob["arch"], blob["lod_layers"], blob["data"]
-            if not isinstance(data, dict) or "name" not in data or "input_shape" not in data:
-                raise KeyError("data")
-            try:
-                model = build_model(arch["name"], arch["in_channels"], arch["num_classes"], **arch.get("kwargs", {}))
-            except MaestroError as e:
-                raise ValueError(str(e)) from None
-            overrides = {name: spec["max_rank"] for name, spec in layers.items()}
-            # Layers the checkpoint kept dense stay dense: skip every name not listed.
-            skip = {f"re:(?!({'|'.join(map(re.escape, layers))})$).*": "skip"} if layers else {"re:.*": "skip"}
-            factorize_(model, FactorizeConfig(overrides={**overrides, **skip}), svd_init=False)
+            model = _built_in_model(arch, layers)
             model.load_state_dict(blob["state_dict"])
             for name, layer in lod_layers(model).items():
                 active = layers[name]["active_rank"]
-                if isinstance(active, bool) or not isinstance(active, int) or not 1 <= active <= layer.max_rank:
+                if not active <= layer.max_rank:   # an int >= 1 (metadata.check_builtin)
                     raise ValueError(f"layer {name}: active_rank {active!r} is not in 1..{layer.max_rank}")
                 layer.active_rank = active
         except (KeyError, TypeError, RuntimeError, ValueError, AttributeError) as e:
-            detail = " ".join(str(e).split())[:120]
-            raise CheckpointError(f"{source} is inconsistent ({type(e).__name__}: {detail}); "
-                                  "retrain it with 'maestro-edge train'") from None
+            raise _inconsistent(source, e, RETRAIN) from None
         model.eval()
         return cls(model=model, arch=arch, data=data, recipe=blob.get("recipe", {}),
                    metrics=blob.get("metrics", {}), importance=blob.get("importance", {}),
                    progress=blob.get("progress", {}))
 
+
+def _built_in_model(arch: dict, layers: dict) -> nn.Module:
+    """The architecture, factorized as the checkpoint's ``lod_layers`` say; its weights are not loaded."""
+    try:
+        model = build_model(arch["name"], arch["in_channels"], arch["num_classes"], **arch.get("kwargs", {}))
+    except MaestroError as e:
+        raise ValueError(str(e)) from None
+    overrides = {name: spec["max_rank"] for name, spec in layers.items()}
+    # Layers the checkpoint kept dense stay dense: skip every name not listed.
+    skip = {f"re:(?!({'|'.join(map(re.escape, layers))})$).*": "skip"} if layers else {"re:.*": "skip"}
+    factorize_(model, FactorizeConfig(overrides={**overrides, **skip}), svd_init=False)
+    return model
+
+
+def _check_state_dict(model: nn.Module, state_dict: dict) -> None:
+    """``state_dict`` has exactly the tensors of ``model`` (built on any device), with their shapes."""
+    expected = model.state_dict()
+    missing, unexpected = sorted(set(expected) - set(state_dict)), sorted(set(state_dict) - set(expected))
+    if missing or unexpected:
+        parts = [f"{what} {names[:3]}" for what, names in (("missing", missing), ("unexpected", unexpected)) if names]
+        raise ValueError(f"the weights do not match the architecture: {', '.join(parts)}")
+    for key, tensor in state_dict.items():
+        if not isinstance(tensor, torch.Tensor) or tensor.shape != expected[key].shape:
+            got = tuple(tensor.shape) if isinstance(tensor, torch.Tensor) else type(tensor).__name__
+            raise ValueError(f"weight {key!r} is {got}, the architecture's is {tuple(expected[key].shape)}")
+
+
+def _refuse_non_finite(tensors: dict, source, fix: str) -> None:
+    """Weights holding NaN or infinity (a training run that diverged) are refused at load, naming the first
+    such tensor: found later, they look like an export that does not match PyTorch."""
+    for key, tensor in tensors.items():
+        if isinstance(tensor, torch.Tensor) and (tensor.is_floating_point() or tensor.is_complex()) \
+                and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(f"{source}: weight tensor {key!r} holds NaN or infinite values (did training "
+                                  f"diverge?); {fix}")
+
+
+def _check_metadata(check, blob: dict, source, fix: str) -> None:
+    try:
+        check(blob)
+    except validate.FieldError as e:
+        raise CheckpointError(f"{source}: malformed metadata: {e}; {fix}") from None
+
+
+def _inconsistent(source, error: Exception, fix: str) -> CheckpointError:
+    detail = " ".join(str(error).split())[:120]
+    return CheckpointError(f"{source} is inconsistent ({type(error).__name__}: {detail}); {fix}")
 
 
 def output_tensors(output) -> list[torch.Tensor]:

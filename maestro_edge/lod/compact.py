@@ -13,12 +13,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
-from maestro_edge.errors import MaestroError
+from maestro_edge.errors import CheckpointError, MaestroError, UsageError
 from maestro_edge.lod.checkpoint import LoDCheckpoint
 from maestro_edge.lod.layers import lod_layers
+from maestro_edge.outputs import check_output_file, shown
 
 
 def compact(ckpt: LoDCheckpoint, fp16: bool = False) -> dict:
@@ -38,6 +40,22 @@ def compact(ckpt: LoDCheckpoint, fp16: bool = False) -> dict:
     return blob
 
 
+def check_shipped_path(trained: Path, shipped: Path) -> None:
+    """Refuse, before loading anything, an output path that cannot be written, the input itself, or a file
+    that is not a checkpoint (someone's work: only a checkpoint is replaced)."""
+    check_output_file(shipped)
+    if not os.path.lexists(shipped):
+        return
+    if os.path.exists(trained) and os.path.samefile(trained, shipped):
+        raise UsageError(f"the output {shown(shipped)} is the trained checkpoint itself; give another output path "
+                         "(compact never replaces its input)")
+    try:
+        LoDCheckpoint.load(shipped)
+    except CheckpointError:
+        raise UsageError(f"the output {shown(shipped)} already exists and is not a maestro-edge checkpoint; give "
+                         "another output path, or delete that file") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("trained", type=Path)
@@ -45,12 +63,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fp16", action="store_true", help="store floating-point tensors in half precision")
     args = parser.parse_args(argv)
     try:
+        check_shipped_path(args.trained, args.shipped)
         ckpt = LoDCheckpoint.load(args.trained)
         if not ckpt.progress.get("complete"):
             raise MaestroError(f"{args.trained} is an unfinished training run; finish it before compacting")
         LoDCheckpoint.save_dict(compact(ckpt, args.fp16), args.shipped)
     except MaestroError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print("Error: " + " ".join(str(e).split()), file=sys.stderr)
         return 2
     shipped = LoDCheckpoint.load(args.shipped)
     size = args.shipped.stat().st_size

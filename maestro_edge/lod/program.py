@@ -16,18 +16,22 @@ import base64
 import inspect
 import io
 import json
+import pickle
 import warnings
 import zipfile
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from maestro_edge import validate
 from maestro_edge.errors import CheckpointError
 from maestro_edge.lod.layers import LOD_LAYER_TYPES, lod_layers
 
 META_FILE = "maestro_edge.json"
+SAVE_AGAIN = "create it again with LoDCheckpoint.from_model(...).save(path)"   # what a damaged archive needs
 BATCH_NORMS = {cls.__name__: cls for cls in (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)}
 # Node metadata the exporter leaves on the unflattened graphs: fake tensors with symbolic sizes, which
 # copy.deepcopy cannot copy. The graphs run without them.
@@ -95,29 +99,43 @@ def build_module(program, layers: dict[str, dict], batch_norms: dict[str, dict])
                     node.meta.pop(key, None)
     for name, spec in layers.items():
         config = spec["config"]
-        new = LOD_LAYER_TYPES[config["kind"]].from_config(config)
-        _take_tensors(module.get_submodule(name), new, name)
+        new = _rebuilt(partial(LOD_LAYER_TYPES[config["kind"]].from_config, config), module.get_submodule(name), name)
         new.active_rank = spec["active_rank"]
         module.set_submodule(name, new)
     for name, config in batch_norms.items():
-        kind = BATCH_NORMS[config["kind"]]
-        new = kind(config["num_features"], eps=config["eps"], momentum=config["momentum"], affine=config["affine"])
-        _take_tensors(module.get_submodule(name), new, name)
-        module.set_submodule(name, new)
+        make = partial(BATCH_NORMS[config["kind"]], config["num_features"], eps=config["eps"],
+                       momentum=config["momentum"], affine=config["affine"])
+        module.set_submodule(name, _rebuilt(make, module.get_submodule(name), name))
     return module.eval()
 
 
-def _take_tensors(graph_module: nn.Module, new: nn.Module, name: str) -> None:
-    """Copy the exported submodule's parameters and buffers into ``new`` (names and shapes must agree)."""
+def _rebuilt(make, graph_module: nn.Module, name: str) -> nn.Module:
+    """``make()`` holding the exported submodule's parameters and buffers (names and shapes must agree).
+
+    Made on the meta device first: a config whose sizes do not match the program's tensors (a huge one
+    in a damaged file) is refused before anything is allocated.
+    """
     source = {**dict(graph_module.named_parameters()), **dict(graph_module.named_buffers())}
-    target = new.state_dict()
+    with torch.device("meta"):
+        target = make().state_dict()
     if set(source) != set(target) or any(source[k].shape != target[k].shape for k in target):
         raise ValueError(f"layer {name}: the program's tensors {sorted(source)} do not match its config")
+    new = make()
     new.load_state_dict({k: v.detach().clone() for k, v in source.items()})
+    return new
 
 
 def check_archive(path: Path) -> None:
-    """Refuse a PT2 archive with any payload that ``torch.export.load`` would unpickle."""
+    """Refuse a PT2 archive with any payload that ``torch.export.load`` would unpickle, or that cannot be read."""
+    try:
+        _check_payloads(path)
+    except pickle.UnpicklingError:
+        raise CheckpointError(f"{path} holds pickled objects (sample inputs); refusing to load it") from None
+    except (zipfile.BadZipFile, OSError, ValueError, AttributeError, TypeError, RuntimeError, RecursionError) as e:
+        raise CheckpointError(f"{path} is not a readable model program ({type(e).__name__}); {SAVE_AGAIN}") from None
+
+
+def _check_payloads(path: Path) -> None:
     from torch.export.pt2_archive import constants as pt2
 
     with zipfile.ZipFile(path) as archive:
@@ -127,7 +145,7 @@ def check_archive(path: Path) -> None:
                 if base.endswith(".pt"):
                     raise CheckpointError(f"{path} holds pickled weights ({base}); refusing to load it")
                 if base.endswith("config.json"):
-                    for entry in json.loads(archive.read(name)).get("config", {}).values():
+                    for entry in validate.parse_json(archive.read(name).decode()).get("config", {}).values():
                         pickled = entry.get("use_pickle") or not entry.get("path_name", "").startswith(
                             (pt2.WEIGHT_FILENAME_PREFIX, pt2.TENSOR_CONSTANT_FILENAME_PREFIX))
                         if pickled:
@@ -154,7 +172,7 @@ def load_program(path: Path):
     extra = {META_FILE: ""}
     with open(path, "rb") as f:   # a file object: torch.export takes any name then, not only *.pt2
         program = torch.export.load(f, extra_files=extra)
-    return program, json.loads(extra[META_FILE])
+    return program, validate.parse_json(extra[META_FILE])
 
 
 def encode_tensor(t: torch.Tensor) -> dict:

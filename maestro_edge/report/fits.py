@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from maestro_edge import validate
 from maestro_edge.errors import MaestroError, UsageError
 from maestro_edge.lod.grid import DENSE
 
@@ -66,21 +66,21 @@ def device_context(device: str, runtime: str, threads: int | None) -> str:
 
 
 def _number(value, what: str, *, allow_none: bool = False, positive: bool = False) -> float | None:
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"'{what}' must be a finite number, got {value!r}")
-    if positive and value <= 0:
-        raise ValueError(f"'{what}' must be positive, got {value!r}")
-    return float(value)
+    return validate.number(value, what, low=0.0 if positive else None, low_open=True, none=allow_none)
 
 
 def _rank(value, layer: str):
     if value == DENSE:
         return value
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"rank of layer {layer!r} must be a positive integer or \"dense\", got {value!r}")
+        raise ValueError(f"rank of layer {validate.show(layer)} must be a positive integer or \"dense\", "
+                         f"got {validate.show(value)}")
     return value
+
+
+def _optional_text(d: dict, key: str, default: str) -> str:
+    value = d.get(key)
+    return default if value is None or value == "" else validate.text(value, key)
 
 
 def _parse_fit(path: Path, root: Path) -> Fit:
@@ -91,7 +91,7 @@ def _parse_fit(path: Path, root: Path) -> Fit:
     except UnicodeDecodeError:
         raise MaestroError(f"{path} is not UTF-8 text (corrupt?); {_FIX}") from None
     try:
-        d = json.loads(text)
+        d = validate.parse_json(text)
     except json.JSONDecodeError as e:
         raise MaestroError(f"{path} is not valid JSON (corrupt or half-written: {e.msg} at line {e.lineno}); "
                            f"{_FIX}") from None
@@ -99,7 +99,7 @@ def _parse_fit(path: Path, root: Path) -> Fit:
         raise MaestroError(f"{path} is not a maestro-edge fit.json (a JSON {type(d).__name__}, not an object); {_FIX}")
     version = d.get("schema_version")
     if version != FIT_SCHEMA_VERSION:
-        raise MaestroError(f"{path} has fit.json schema_version {version!r}, this maestro-edge reads "
+        raise MaestroError(f"{path} has fit.json schema_version {validate.show(version)}, this maestro-edge reads "
                            f"{FIT_SCHEMA_VERSION}; re-run `maestro-edge fit` or use a matching maestro-edge")
     if d.get("accuracy") is None and isinstance(d.get("metric"), dict) and d["metric"].get("source") == "estimated":
         raise MaestroError(f"{path}: the fit's {d['metric'].get('name', 'metric')} was not measured (a model fitted "
@@ -107,22 +107,22 @@ def _parse_fit(path: Path, root: Path) -> Fit:
     try:
         device = d["device"]
         if not isinstance(device, str) or not device:
-            raise ValueError(f"'device' must be a non-empty string, got {device!r}")
+            raise ValueError(f"'device' must be a non-empty string, got {validate.show(device)}")
         ranks = d["ranks"]
         if not isinstance(ranks, dict) or not ranks:
             raise ValueError("'ranks' must be a non-empty object of layer -> rank")
         ranks = {str(k): _rank(v, k) for k, v in ranks.items()}
         threads = d.get("threads")
-        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-            raise ValueError(f"'threads' must be a positive integer, got {threads!r}")
+        if threads is not None:
+            validate.integer(threads, "threads", low=1, high=validate.MAX_THREADS)
         max_ranks = d.get("max_ranks") or {}
         if not isinstance(max_ranks, dict):
             raise ValueError("'max_ranks' must be an object of layer -> int")
-        max_ranks = {str(k): int(_number(v, f"max_ranks.{k}", positive=True)) for k, v in max_ranks.items()}
+        max_ranks = {str(k): validate.integer(v, f"max_ranks.{k}", low=1) for k, v in max_ranks.items()}
         baselines = []
         for b in d.get("baselines") or []:
             if not isinstance(b, dict) or not isinstance(b.get("name"), str):
-                raise ValueError(f"each of 'baselines' must be an object with a 'name', got {b!r}")
+                raise ValueError(f"each of 'baselines' must be an object with a 'name', got {validate.show(b)}")
             baselines.append({
                 "name": b["name"],
                 "fraction": _number(b.get("fraction"), "baselines.fraction", allow_none=True),
@@ -133,7 +133,7 @@ def _parse_fit(path: Path, root: Path) -> Fit:
         artifacts = []
         for a in d.get("artifacts") or []:
             if not isinstance(a, dict) or not isinstance(a.get("path"), str):
-                raise ValueError(f"each of 'artifacts' must be an object with a 'path', got {a!r}")
+                raise ValueError(f"each of 'artifacts' must be an object with a 'path', got {validate.show(a)}")
             artifacts.append({"path": a["path"], "format": str(a.get("format", "")),
                               "sha256": str(a.get("sha256", "")),
                               "size_bytes": _number(a.get("size_bytes"), "artifacts.size_bytes", allow_none=True)})
@@ -149,8 +149,8 @@ def _parse_fit(path: Path, root: Path) -> Fit:
             budget_ms=_number(d["budget_ms"], "budget_ms", positive=True),
             predicted_ms=_number(d["predicted_ms"], "predicted_ms", positive=True),
             measured_ms=_number(d.get("measured_ms"), "measured_ms", allow_none=True, positive=True),
-            latency_source=str(d.get("latency_source") or "unknown"),
-            runtime=str(d.get("runtime") or "unknown runtime"),
+            latency_source=_optional_text(d, "latency_source", "unknown"),
+            runtime=_optional_text(d, "runtime", "unknown runtime"),
             threads=threads,
             accuracy=_number(d["accuracy"], "accuracy"),
             dense_accuracy=_number(d["dense_accuracy"], "dense_accuracy"),

@@ -3,7 +3,8 @@
 The page holds three figures (accuracy-vs-latency Pareto curve per device, chosen rank per layer,
 measured-vs-predicted latency) embedded as base64 PNGs, and a table of every fit. Nothing on it
 is loaded from elsewhere: a Content-Security-Policy forbids any fetch, so the file can be mailed
-or archived as is. The PNGs are also written beside the page.
+or archived as is. Nothing is written beside it, and an existing file is replaced only if it is a
+report this tool wrote (it carries GENERATOR in its head).
 
 Words on the page, used the same way everywhere:
 
@@ -21,25 +22,35 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 import html
+import os
 from pathlib import Path
 
-from maestro_edge.errors import MaestroError
+from maestro_edge.errors import MaestroError, UsageError
+from maestro_edge.outputs import check_output_file, shown
 from maestro_edge.report.fits import REPORT_NAME, Fit, device_context, load_fits
 from maestro_edge.user_files import write_atomic
+
+GENERATOR = '<meta name="generator" content="maestro-edge report">'
+# Reports written before GENERATOR existed are known by their title; both sit at the top of <head>.
+OUR_MARKERS = (GENERATOR.encode(), b"<title>maestro-edge report: ")
+HEAD_BYTES = 4096
+
 
 def write_report(folder: str | Path, out: str | Path | None = None) -> Path:
     """Write a self-contained HTML report of every fit under ``folder``; return its path.
 
     ``out`` is the HTML file to write (default ``folder/report.html``); an existing folder means
-    ``out/report.html``. pareto.png, ranks.png and latency.png are written beside it.
-    Raises UsageError (no folder, no fit.json) or MaestroError (a corrupt fit.json, no matplotlib,
-    an unwritable output) with a one-line message.
+    ``out/report.html``. Only that file is written (the figures are inside it).
+    Raises UsageError (no folder, no fit.json, an output path that cannot be written or holds a file
+    that is not a report) or MaestroError (a corrupt fit.json, no matplotlib, a failed write) with a
+    one-line message.
     """
     folder = Path(folder)
     fits = load_fits(folder)
     out = Path(out) if out is not None else folder / REPORT_NAME
-    if out.is_dir():
+    if os.path.isdir(out):
         out = out / REPORT_NAME
+    check_report_target(out)
 
     from maestro_edge.report import plots   # imports matplotlib: only once the sweep is known to be good
 
@@ -47,13 +58,28 @@ def write_report(folder: str | Path, out: str | Path | None = None) -> Path:
             "latency.png": plots.latency_png(fits)}
     page = render_html(fits, folder, pngs).encode("utf-8")
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        for name, blob in pngs.items():
-            write_atomic(out.parent / name, blob)
         write_atomic(out, page)
     except OSError as e:
         raise MaestroError(f"cannot write the report to {out} ({e.strerror or e}); pass a writable output path") from None
     return out
+
+
+def check_report_target(out: Path) -> None:
+    """Refuse, before the figures are drawn, an output path that cannot be written, or an existing file
+    that is not a report we wrote (someone's page would be lost)."""
+    check_output_file(out)
+    if os.path.lexists(out) and not _is_our_report(out):
+        raise UsageError(f"{shown(out)} already exists and is not a maestro-edge report; pass another --out, "
+                         "or delete that file")
+
+
+def _is_our_report(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(HEAD_BYTES)
+    except OSError:
+        return False
+    return any(marker in head for marker in OUR_MARKERS)
 
 
 # -- the page ------------------------------------------------------------------------------------------
@@ -153,21 +179,77 @@ def _table(fits: list[Fit]) -> str:
     rows = []
     for f in fits:
         threads = "threads unknown" if f.threads is None else f"{f.threads} thread{'s' if f.threads != 1 else ''}"
-        predicted = f"{_e(_ms(f.predicted_ms))}{_tag('estimated')}"
+        predicted = f"{_e(_ms(f.predicted_ms))}{_tag('estimated')}{_band(f.record)}"
         if f.is_measured:
-            measured = f"{_e(_ms(f.measured_ms))}{_tag('measured')}"
+            p90 = f.record.get("measured_p90_ms")
+            measured = (f"median {_e(_ms(f.measured_ms))}{_tag('measured')}"
+                        + (f"<br><small>p90 {_e(_ms(p90))}</small>" if isinstance(p90, (int, float)) else ""))
         else:
             measured = '<span class="none">not measured</span>'
         delta = (f.accuracy - f.dense_accuracy) * 100
         delta_text = "±0.00" if abs(delta) < 0.005 else f"{delta:+.2f}"
+        interval = _interval(f.record.get("scores", {}).get("fitted") if isinstance(f.record.get("scores"), dict)
+                             else None)
         rows.append(
             f'<tr><td>{_e(f.device)}</td><td class="nw">{_e(f.runtime)}<br>{_e(threads)}</td>'
             f'<td class="num">{_e(_ms(f.budget_ms))}</td><td class="num">{predicted}</td>'
             f'<td class="num">{measured}</td><td>{_e(f.latency_source)}</td>'
-            f'<td class="num">{f.accuracy * 100:.2f}%<br><small>{delta_text} pt vs dense</small></td>'
+            f'<td class="num">{f.accuracy * 100:.2f}%{interval}<br><small>{delta_text} pt vs dense</small></td>'
             f'<td class="num">{f.dense_accuracy * 100:.2f}%</td><td class="num">{len(f.tries) or "–"}</td>'
             f'<td class="nw">{_artifacts_cell(f)}</td><td><code>{_e(f.label)}</code></td></tr>')
     return f'<div class="scroll"><table id="fits">{head}{"".join(rows)}</table></div>'
+
+
+def _band(record: dict) -> str:
+    """An estimate's error band, where fit.json has one: '<br>band 15.4-22.5 ms'."""
+    low, high = record.get("predicted_low_ms"), record.get("predicted_high_ms")
+    if not (isinstance(low, (int, float)) and isinstance(high, (int, float))):
+        return ""
+    return f"<br><small>band {low:.3g}–{high:.3g} ms</small>"
+
+
+def _interval(score) -> str:
+    """'<br>95% 81.1–85.7%, n=1000' from a fit.json score, where it has one."""
+    if not isinstance(score, dict) or not isinstance(score.get("ci95"), list) or len(score["ci95"]) != 2:
+        return ""
+    low, high = score["ci95"]
+    if not all(isinstance(v, (int, float)) for v in (low, high)):
+        return ""
+    return f"<br><small>95% {low * 100:.1f}–{high * 100:.1f}%, n={_e(score.get('samples'))}</small>"
+
+
+def _delegation(record: dict) -> str:
+    """'XNNPACK: 3 delegate calls; on portable kernels: 2 ops (aten.upsample..)' from fit.json's delegation."""
+    d = record.get("delegation")
+    if not isinstance(d, dict):
+        return '<span class="none">not recorded</span>'
+    ops = d.get("undelegated_ops") if isinstance(d.get("undelegated_ops"), dict) else {}
+    text = f"{_e(d.get('backend', '?'))}: {_e(d.get('delegate_calls', '?'))} delegate call(s)"
+    if not ops:
+        return text + "; every op delegated"
+    listed = ", ".join(f"<code>{_e(op)}</code>×{_e(n)}" for op, n in ops.items())
+    return f"{text}; on ExecuTorch's portable kernels: {listed}"
+
+
+def _layer_latency(fits: list[Fit]) -> str:
+    """Per fit, the chosen rank and the table's latency of each layer, and the overhead term."""
+    blocks = []
+    for f in fits:
+        layer_ms = f.record.get("layer_ms")
+        if not isinstance(layer_ms, dict):
+            continue
+        rows = "".join(
+            f'<tr><td><code>{_e(name)}</code></td><td class="num">{_e(f.ranks.get(name, "?"))}</td>'
+            f'<td class="num">{ms:.4g}</td></tr>' for name, ms in layer_ms.items() if isinstance(ms, (int, float)))
+        overhead = f.record.get("overhead_ms")
+        if isinstance(overhead, (int, float)):
+            rows += f'<tr><td><i>everything else (overhead term)</i></td><td></td><td class="num">{overhead:.4g}</td></tr>'
+        blocks.append(f"<details><summary>{_e(_fit_name(f, fits))}: {_e(_ms(f.predicted_ms))} predicted "
+                      f"({_e(f.latency_source)} table) · {_delegation(f.record)}</summary>"
+                      f'<table class="layers"><tr><th>layer</th><th>rank</th><th>ms</th></tr>{rows}</table></details>')
+    if not blocks:
+        return '<p class="none">No fit.json here records per-layer latency (written by maestro-edge fit since 2026-12-06).</p>'
+    return "".join(blocks)
 
 
 def _img(name: str, blob: bytes, alt: str) -> str:
@@ -190,6 +272,7 @@ def render_html(fits: list[Fit], folder: Path, pngs: dict[str, bytes]) -> str:
 <html lang="en">
 <head>
 <meta charset="utf-8">
+{GENERATOR}
 <meta http-equiv="Content-Security-Policy" content="{_CSP}">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>maestro-edge report: {_e(folder)}</title>
@@ -237,6 +320,11 @@ y = x, the band ±5%. Small markers are earlier tries of the same fit, when the 
 measured on the device or estimated: <i>latency source</i>); measured latency is the whole model timed on the
 device. Artifacts are listed with their size and the first 12 hex digits of their sha256.</p>
 {_table(fits)}
+
+<h2>Per-layer latency and delegation of each fit</h2>
+<p class="meta">The latency the table gives each layer at the chosen rank (the solver's inputs), the overhead term
+(everything the solver cannot change), and which ops ExecuTorch runs outside XNNPACK.</p>
+{_layer_latency(fits)}
 <script>{_SCRIPT}</script>
 </body>
 </html>

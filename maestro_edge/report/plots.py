@@ -135,7 +135,7 @@ def _pareto_panel(ax, key: tuple, group: list[Fit], color: str) -> None:
                 zorder=3, label=f"{name} baseline ({word})")
         for lat, acc, b in pts:
             if b["fraction"] is not None:
-                ax.annotate(f"{b['fraction']:g}", (lat, acc), textcoords="offset points", xytext=(4, 4), fontsize=7,
+                ax.annotate(f"{b['fraction']:.0%} rank", (lat, acc), textcoords="offset points", xytext=(4, 4), fontsize=7,
                             color="#666")
 
     ax.set_title(device_context(*key))

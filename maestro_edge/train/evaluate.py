@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -15,6 +16,11 @@ def _device(model: nn.Module) -> torch.device:
     return param.device if param is not None else torch.device("cpu")
 
 
+def core_count() -> int:
+    """The cores this process may run on (its affinity; the machine's count where that is unknown)."""
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
 @contextlib.contextmanager
 def all_cores():
     """Run PyTorch on every core this process may use, then restore the thread count.
@@ -23,7 +29,7 @@ def all_cores():
     throughput work: a 5-GMAC model's 1000 test images take minutes on one core.
     """
     before = torch.get_num_threads()
-    torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+    torch.set_num_threads(core_count())
     try:
         yield
     finally:
@@ -47,7 +53,8 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
 
 
 @torch.no_grad()
-def recalibrate_bn_(model: nn.Module, x: torch.Tensor, batch_size: int = 256) -> None:
+def recalibrate_bn_(model: nn.Module, x: torch.Tensor, batch_size: int = 256,
+                    on_batch: Callable[[int], None] | None = None) -> None:
     """Recompute BatchNorm running statistics for the model as it is now (e.g. truncated).
 
     Maestro shares one set of BN statistics across ranks; a truncated sub-model shifts activations,
@@ -65,6 +72,8 @@ def recalibrate_bn_(model: nn.Module, x: torch.Tensor, batch_size: int = 256) ->
     model.train()
     for start in range(0, len(x), batch_size):
         model(x[start:start + batch_size].to(device))
+        if on_batch:
+            on_batch(len(x[start:start + batch_size]))
     for bn, momentum in zip(bns, saved):
         bn.momentum = momentum
     model.train(was_training)

@@ -34,6 +34,7 @@ from torch import nn
 from maestro_edge.data import ImageData
 from maestro_edge.lod.layers import lod_layers, set_compose_weights, set_constant_shapes
 from maestro_edge.lod.regularize import GroupLasso, shrink_
+from maestro_edge.progress import Reporter
 from maestro_edge.train.distributed import DistContext
 from maestro_edge.train.evaluate import evaluate, recalibrate_bn_
 from maestro_edge.train.sampler import SAMPLERS
@@ -214,7 +215,7 @@ def train_lod(model: nn.Module, data: ImageData, recipe: Recipe,
               on_epoch: Callable[[int, dict], None] | None = None, *,
               state: dict | None = None, on_state: Callable[[dict], None] | None = None,
               device: str | torch.device = "cpu", autocast: torch.dtype | None = None,
-              dist: DistContext | None = None) -> dict:
+              dist: DistContext | None = None, progress: Reporter = Reporter()) -> dict:
     """Train ``model`` (already factorized) in place; returns metrics of the final epoch.
 
     Metrics: ``train_loss`` is the task loss of what was trained (the truncated networks; with
@@ -227,6 +228,7 @@ def train_lod(model: nn.Module, data: ImageData, recipe: Recipe,
         before ``on_epoch``; ``train_checkpoint`` saves it in the checkpoint.
     dist: a distributed context (``maestro_edge.train.distributed.setup``); gradients are averaged
         with DistributedDataParallel, each process reads its shard of every batch.
+    progress: counts each epoch's batches, with an ETA (maestro_edge.progress).
     """
     torch.manual_seed(recipe.seed)
     if len(data.train_x) == 0:
@@ -266,11 +268,13 @@ def train_lod(model: nn.Module, data: ImageData, recipe: Recipe,
             step.warming_up = epoch < recipe.warmup_epochs
             total = torch.zeros((), dtype=torch.float64, device=device)
             count = 0
-            for batch in epoch_batches(len(data.train_x), recipe.batch_size, recipe.seed, epoch, dist):
-                x = data.train_x[batch].to(device, non_blocking=True)
-                y = data.train_y[batch].to(device, non_blocking=True)
-                total += step(x, y).double() * len(batch)
-                count += len(batch)
+            with progress.count(f"epoch {epoch + 1}/{recipe.epochs}", n_steps, "batches") as counter:
+                for batch in epoch_batches(len(data.train_x), recipe.batch_size, recipe.seed, epoch, dist):
+                    x = data.train_x[batch].to(device, non_blocking=True)
+                    y = data.train_y[batch].to(device, non_blocking=True)
+                    total += step(x, y).double() * len(batch)
+                    count += len(batch)
+                    counter.advance()
             sampler.clear()
             if dist:
                 total, count = dist.all_reduce_sum(total, count)

@@ -8,6 +8,7 @@ state (``progress["complete"] = True``) and adds the test accuracy and the impor
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Callable
 
@@ -20,6 +21,7 @@ from maestro_edge.lod.factorize import FactorizeConfig, factorize_
 from maestro_edge.train.importance import accuracy_importance_table
 from maestro_edge.lod.layers import lod_layers
 from maestro_edge.models import build_model
+from maestro_edge.progress import Reporter
 from maestro_edge.train import distributed
 from maestro_edge.train.evaluate import evaluate
 from maestro_edge.train.loop import Recipe, train_lod
@@ -27,14 +29,23 @@ from maestro_edge.train.loop import Recipe, train_lod
 AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def _resume_state(out: Path, arch: dict, data: dict, recipe: Recipe) -> tuple[LoDCheckpoint | None, dict | None]:
-    """The unfinished run saved at ``out`` if it was started with the same settings, else (None, None)."""
-    if not out.is_file():
-        return None, None
+def _existing_checkpoint(out: Path) -> LoDCheckpoint | None:
+    """The checkpoint already at ``out`` (None: nothing there). Any other file there is someone's work: a
+    UsageError, before any training, rather than a checkpoint over it."""
+    if not os.path.exists(out):
+        return None
     try:
-        ckpt = LoDCheckpoint.load(out)
+        return LoDCheckpoint.load(out)
     except CheckpointError:
-        return None, None     # not ours to resume (or corrupt): trained over, as before
+        raise UsageError(f"--out {str(out)!r} already exists and is not a maestro-edge checkpoint this version "
+                         "reads; pass a new path with --out, or delete that file") from None
+
+
+def _resume_state(ckpt: LoDCheckpoint | None, out: Path, arch: dict, data: dict,
+                  recipe: Recipe) -> tuple[LoDCheckpoint | None, dict | None]:
+    """``ckpt`` (saved at ``out``) if it is an unfinished run started with the same settings, else (None, None)."""
+    if ckpt is None:
+        return None, None
     progress = ckpt.progress
     if progress.get("complete", True) or "optimizer" not in progress:
         return None, None     # a finished model: train a new one over it
@@ -50,10 +61,11 @@ def _resume_state(out: Path, arch: dict, data: dict, recipe: Recipe) -> tuple[Lo
 def train_checkpoint(arch: str, data_name: str, recipe: Recipe, out: Path,
                      on_epoch: Callable[[int, dict], None] | None = None, arch_kwargs: dict | None = None, *,
                      resume: bool = True, limit: int | None = None, device: str = "cpu",
-                     precision: str = "fp32") -> LoDCheckpoint:
+                     precision: str = "fp32", progress: Reporter = Reporter()) -> LoDCheckpoint:
     """Train a LoD model from scratch (SVD of a randomly initialised dense model) and save it to ``out``.
 
     resume: continue the unfinished run saved at ``out`` (same arch, data and recipe), if there is one.
+    A finished checkpoint at ``out`` is trained over; a file there that is not a checkpoint is refused.
     limit: use at most this many samples per data split (fast runs).
     device: "cpu" or "cuda" ("cuda" means this process's GPU under torchrun).
     precision: "fp32", or "bf16"/"fp16" autocast for the forward passes (GPU).
@@ -62,6 +74,7 @@ def train_checkpoint(arch: str, data_name: str, recipe: Recipe, out: Path,
     out = Path(out)
     if precision not in AUTOCAST:
         raise UsageError(f"precision must be one of {', '.join(AUTOCAST)}, got {precision!r}")
+    existing = _existing_checkpoint(out)
     dist = distributed.setup(device)
     try:
         run_device = distributed.device_for(device, dist)
@@ -73,7 +86,7 @@ def train_checkpoint(arch: str, data_name: str, recipe: Recipe, out: Path,
         data_spec = {"name": data_name, "seed": recipe.seed, "input_shape": list(data.input_shape)}
         if limit is not None:
             data_spec["limit"] = limit
-        saved, state = _resume_state(out, arch_spec, data_spec, recipe) if resume else (None, None)
+        saved, state = _resume_state(existing, out, arch_spec, data_spec, recipe) if resume else (None, None)
         world = dist.world_size if dist else 1
         if state is not None and int(state.get("world_size", 1)) != world:
             raise UsageError(f"{out} holds an unfinished run of {state.get('world_size', 1)} processes; "
@@ -105,11 +118,14 @@ def train_checkpoint(arch: str, data_name: str, recipe: Recipe, out: Path,
                 dist.barrier()
 
         metrics = train_lod(model, data, recipe, on_epoch=on_epoch if main else None, state=state,
-                            on_state=save_state, device=run_device, autocast=AUTOCAST[precision], dist=dist)
+                            on_state=save_state, device=run_device, autocast=AUTOCAST[precision], dist=dist,
+                            progress=progress if main else Reporter())
         # Final evaluation and the importance table run where the model trained (a GPU does the ~200 held-out
         # passes of a large model in seconds); fp32, no autocast. The checkpoint is saved from the CPU.
         model.eval()
         test_acc, test_loss = evaluate(model, data.test_x, data.test_y)
+        if main:
+            progress.say("importance table: each layer at each rank of its grid, on the validation images")
         importance = accuracy_importance_table(model, data.val_x, data.val_y) if main else None
         model.to("cpu")
         ckpt = checkpoint(

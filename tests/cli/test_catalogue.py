@@ -211,6 +211,12 @@ def bad(tmp_path_factory, tiny_checkpoint) -> Path:
     (pl / "ranks_list.json").write_text(json.dumps({"ranks": list(ranks)}))
     (pl / "a_folder").mkdir()
 
+    # output paths that are links
+    links = root / "links"
+    (links / "folder").mkdir(parents=True)
+    (links / "to_folder").symlink_to(links / "folder")
+    (links / "dangling").symlink_to(links / "gone")
+
     # report folders
     r = root / "reports"
     fit = {"schema_version": 1, "device": "pixel7", "budget_ms": 20, "predicted_ms": 1.0, "measured_ms": None,
@@ -353,7 +359,21 @@ CATALOGUE = [
     case("train-out-under-a-file", ["train", "--epochs", "1", "-q", "--out", "{file}/lod.pt"], ["lod.pt"], slow=True),
     case("train-out-is-a-folder", ["train", "--epochs", "1", "--out", "{tmp}"], ["--out", "directory"], 2),
     case("report-out-under-a-file", ["report", "{bad}/reports/good", "--out", "{file}/report.html"],
-         ["report.html", "writable"], 1),
+         ["report.html", "which is a file"], 2),
+    case("report-out-not-a-report", ["report", "{bad}/reports/good", "--out", "{file}"],
+         ["afile", "not a maestro-edge report"], 2),
+    case("fit-out-name-too-long", [*FIT_TINY[:-4], "--model", "{ckpt}", "--out", "{tmp}/" + "x" * 300],
+         ["too long"], 2),
+    case("fit-out-symlink", [*FIT_TINY[:-4], "--model", "{ckpt}", "--out", "{bad}/links/to_folder"],
+         ["to_folder", "symbolic link"], 2),
+    case("fit-out-dangling-symlink", [*FIT_TINY[:-4], "--model", "{ckpt}", "--out", "{bad}/links/dangling"],
+         ["dangling", "does not exist"], 2),
+    case("fit-out-unwritable", [*FIT_TINY[:-4], "--model", "{ckpt}", "--out", "/proc/maestro-edge-out"],
+         ["/proc", "cannot write"], 2),
+    case("train-out-not-a-checkpoint", ["train", "--epochs", "1", "-q", "--out", "{file}"],
+         ["afile", "not a maestro-edge checkpoint"], 2),
+    case("cache-is-a-file", FIT_TINY, ["MAESTRO_EDGE_CACHE", "afile", "is a file"], 2,
+         env={"MAESTRO_EDGE_CACHE": "{file}"}),
     # --- train flags ---
     case("train-epochs-0", ["train", "--epochs", "0", "--out", "{out}"], ["--epochs", "x>=1"], 2),
     case("train-lr-negative", ["train", "--lr", "-0.1", "--out", "{out}"], ["--lr"], 2),
@@ -384,10 +404,10 @@ def test_bad_input(capsys, monkeypatch, tmp_path, bad, tiny_checkpoint, argv, wo
     precious.write_text("precious")
     paths = {"ckpt": str(tiny_checkpoint), "bad": str(bad), "out": str(tmp_path / "out-folder"),
              "file": str(precious), "tmp": str(tmp_path)}
+    cache = Path(os.environ["MAESTRO_EDGE_CACHE"])   # set by tests/conftest.py (a case may point it elsewhere)
     for key, value in env.items():
         monkeypatch.setenv(key, value.format(**paths))
     monkeypatch.chdir(tmp_path)             # default outputs (out/...) would land here, and be seen
-    cache = Path(os.environ["MAESTRO_EDGE_CACHE"])   # set by tests/conftest.py
     cache.mkdir(parents=True, exist_ok=True)
     before = snapshot(tmp_path, bad, cache)
 

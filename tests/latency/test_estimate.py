@@ -3,8 +3,9 @@
 Every latency here is an ESTIMATE. The rpi4 checks compare it with published whole-model latencies that were
 NOT used to set any estimator parameter (see profiles/rpi4.toml provenance and bench/results/estimator.md).
 The MobileNetV2 / ResNet-18 check was seen before the estimator's memory term was chosen; the held-out checks
-(other networks, same board) were not: they are the out-of-sample evidence for it (closer than the previous
-model, still low on MobileNets).
+(other networks, same board) were not: they are the out-of-sample evidence for it. All of them had been seen when
+the thread model (weights re-streamed past the cache) was written; its known misses are strict xfails below.
+The thread model's own tests are in test_threads.py.
 """
 
 from __future__ import annotations
@@ -99,10 +100,23 @@ def test_more_threads_never_slower(device):
 
 def test_estimate_is_overhead_plus_compute_plus_memory():
     profile = find_profile("rpi4")
-    op = OpSpec.conv2d(64, 64, 3, 56)
+    op = OpSpec.conv2d(64, 64, 3, 56)            # 147 KB of weights: they stay in the Pi 4's 1 MB L2
     t = op_time_terms(op, profile)
+    assert t.restream_bytes == 0
     assert sustained_memory_gbs(profile) == profile.hardware["memory_gbs_sustained"] < profile.hardware["memory_gbs"]
     assert estimate_op_ms(op, profile) == pytest.approx(t.overhead_ms + t.compute_ms + t.memory_bytes / (5.56 * 1e6))
+
+
+def test_weights_larger_than_the_cache_overlap_with_compute():
+    # 512x512 1x1 conv at 14x14: 1 MB + bias of weights, just over the Pi 4's 1 MB L2; XNNPACK's A72 kernels
+    # take 4 output rows per tile, so the weights stream 49 times, 48 of them again.
+    profile = find_profile("rpi4")
+    op = OpSpec.conv2d(512, 512, 1, 14)
+    t = op_time_terms(op, profile)
+    assert t.restream_bytes == op.weight_bytes() * (math.ceil(196 / 4) - 1)
+    restream_ms = t.restream_bytes / (5.56 * 1e6)
+    assert estimate_op_ms(op, profile) == pytest.approx(
+        t.overhead_ms + t.memory_bytes / (5.56 * 1e6) + max(t.compute_ms, restream_ms))
 
 
 def test_sustained_bandwidth_falls_back_to_theoretical():
@@ -138,6 +152,10 @@ def within(estimate_ms: float, low_ms: float, high_ms: float, tolerance: float =
     return low_ms * (1 - tolerance) <= estimate_ms <= high_ms * (1 + tolerance)
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "KNOWN MISS since the thread model (2026-12-06): its weight re-streaming term makes ResNet-18's 2.4-9.4 MB "
+    "layer3/4 weights DRAM-bound on a Pi 4 at 4 threads, 121 -> 215 ms, where ncnn published 123-176 ms and "
+    "PyTorch 100 ms (both may run 3x3 convs as Winograd). Reported in bench/results/estimator.md, not tuned."))
 def test_rpi4_resnet18_within_25_percent_of_published():
     # ncnn 123.12 ms, PyTorch 100.3 ms at 4 threads.
     profile = find_profile("rpi4")
@@ -181,18 +199,23 @@ def test_held_out_xnnpack_error_below_previous_model():
     assert sum(e <= math.log(1 / 0.75) for e in shipped) >= sum(e <= math.log(1 / 0.75) for e in previous)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "KNOWN MISS, reported rather than tuned: on the held-out XNNPACK rpi4 rows the estimator gives MobileNet v1 "
-    "47.5 ms (published 72/77), v3-Large 28.2 (38/40), v3-Small 9.7 (13/15): 0.62-0.75 of published, 0 of 3 within "
-    "+-25%. Likely: Pi 4 thread scaling below 4x, and the h-swish / SE / add ops the reference nets leave out; "
-    "see bench/results/estimator.md."))
-@pytest.mark.parametrize("net", sorted(HELD_OUT_XNNPACK))
-def test_held_out_xnnpack_within_25_percent(net):
-    estimate = estimate_ops_ms(REFERENCE_NETS[net](), find_profile("rpi4"))
-    assert within(estimate, *HELD_OUT_XNNPACK[net]), f"{net} on rpi4 estimated at {estimate:.1f} ms"
+XNNPACK_MISS = pytest.mark.xfail(strict=True, reason=(
+    "KNOWN MISS, reported rather than tuned: v3-Large 28.2 ms (published 38/40), v3-Small 9.7 (13/15), 0.65-0.74 of "
+    "published: their weights fit the Pi 4's L2, so the thread model changes nothing there; likely the h-swish / SE "
+    "/ add ops the reference nets leave out; see bench/results/estimator.md."))
+NCNN_MISS = pytest.mark.xfail(strict=True, reason=(
+    "KNOWN MISS since the thread model: ResNet-50 533 ms (published 263-335) and VGG-16 2332 ms (547-874) on a Pi 4 "
+    "at 4 threads; their large 3x3 weights are re-streamed, and ncnn runs 3x3 convs as Winograd (fewer multiplies "
+    "than counted here; their 1-thread rows were already 1.6-3x slow). See bench/results/estimator.md."))
 
 
-@pytest.mark.parametrize("net", sorted(HELD_OUT_NCNN))
-def test_held_out_ncnn_within_25_percent(net):
+# MobileNet v1 came within +-25% on both runtimes with the thread model's weight re-streaming (XNNPACK: 86.5 ms vs
+# 72/77, was 47.5).
+@pytest.mark.parametrize("published, net", [
+    (HELD_OUT_XNNPACK, "mobilenet_v1"), pytest.param(HELD_OUT_XNNPACK, "mobilenet_v3_large", marks=XNNPACK_MISS),
+    pytest.param(HELD_OUT_XNNPACK, "mobilenet_v3_small", marks=XNNPACK_MISS),
+    (HELD_OUT_NCNN, "mobilenet_v1"), pytest.param(HELD_OUT_NCNN, "resnet50", marks=NCNN_MISS),
+    pytest.param(HELD_OUT_NCNN, "vgg16", marks=NCNN_MISS)])
+def test_held_out_within_25_percent(published, net):
     estimate = estimate_ops_ms(REFERENCE_NETS[net](), find_profile("rpi4"))
-    assert within(estimate, *HELD_OUT_NCNN[net]), f"{net} on rpi4 estimated at {estimate:.1f} ms"
+    assert within(estimate, *published[net]), f"{net} on rpi4 estimated at {estimate:.1f} ms"

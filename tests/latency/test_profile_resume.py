@@ -11,10 +11,10 @@ from maestro_edge.errors import TransportError
 from maestro_edge.latency.calibration import CALL, MODEL, trusted_overhead
 from maestro_edge.latency.measure import QUICK, Timing, kind_of
 from maestro_edge.latency.probes import DENSE, layer_options
-from maestro_edge.latency.profile import (Eta, Timer, append_journal, format_duration, journal_path, measure_table,
-                                          read_journal)
+from maestro_edge.latency.profile import Timer, append_journal, journal_path, measure_table, read_journal
 from maestro_edge.latency.table import LatencyTable
 from maestro_edge.lod.checkpoint import LoDCheckpoint
+from maestro_edge.progress import Eta, format_duration
 from maestro_edge.lod.layers import lod_layers
 
 PROFILE = DeviceProfile.from_dict({"schema_version": 1, "name": "fake", "runtime": "onnxruntime", "threads": 1,
@@ -186,12 +186,12 @@ def test_records_of_another_setup_are_not_reused(ckpt, tmp_path):
 
 def test_journal_ignores_a_cut_line_and_repairs_it_on_append(tmp_path):
     journal, setup = tmp_path / "j.partial.jsonl", {"model_digest": "abc", "x": 1}
-    append_journal(journal, setup, "a", {"dense": {"p50_ms": 1.0}})
+    append_journal(journal, setup, "a", {"dense": {"p50_ms": 1.0, "p90_ms": 1.1}})
     whole = journal.read_text()
     with open(journal, "a") as f:
         f.write(whole[: len(whole) // 2])          # a kill in the middle of a write
-    assert read_journal(journal, setup) == {"a": {"dense": {"p50_ms": 1.0}}}
-    append_journal(journal, setup, "b", {"dense": {"p50_ms": 2.0}})
+    assert read_journal(journal, setup) == {"a": {"dense": {"p50_ms": 1.0, "p90_ms": 1.1}}}
+    append_journal(journal, setup, "b", {"dense": {"p50_ms": 2.0, "p90_ms": 2.2}})
     assert set(read_journal(journal, setup)) == {"a", "b"}, "the record after the cut line must survive"
     assert read_journal(journal, {"model_digest": "abc", "x": 2}) == {}
     journal.write_text("not json\n[1, 2]\n{\"setup\": 3}\n")

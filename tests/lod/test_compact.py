@@ -34,3 +34,20 @@ def test_compact_refuses_an_unfinished_run(tmp_path, tiny_checkpoint, capsys):
     ckpt.save(tmp_path / "running.pt")
     assert main([str(tmp_path / "running.pt"), str(tmp_path / "out.pt")]) == 2
     assert "unfinished" in capsys.readouterr().err and not (tmp_path / "out.pt").exists()
+
+
+def test_compact_refuses_an_output_it_must_not_write(tmp_path, capsys):
+    """Checked before the trained checkpoint is loaded: one line, exit 2, nothing written or replaced."""
+    trained = tmp_path / "trained.pt"
+    trained.write_bytes(b"not even read")
+    (tmp_path / "notes.txt").write_text("my notes")
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "link.pt").symlink_to(tmp_path / "gone.pt")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if not p.is_symlink()}
+    for shipped, fragment in [("notes.txt", "not a maestro-edge checkpoint"), ("trained.pt", "itself"),
+                              ("afile/shipped.pt", "which is a file"), ("x" * 300, "too long"),
+                              ("link.pt", "symbolic link")]:
+        assert main([str(trained), str(tmp_path / shipped)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("Error: ") and err.count("\n") == 1 and fragment in err, err
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if not p.is_symlink()} == before

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -12,12 +13,14 @@ from pathlib import Path
 import pytest
 
 from maestro_edge.errors import MaestroError, UsageError
-from maestro_edge.report import FIGURES, load_fits, write_report
+from maestro_edge.report import load_fits, write_report
+from maestro_edge.report.html import GENERATOR
 from maestro_edge import user_files
 
 from .conftest import fit_record, sweep_records, write_fit
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+OLD_REPORT = f"<!DOCTYPE html><html><head>{GENERATOR}</head><body>old report</body></html>"
 
 
 @pytest.fixture
@@ -63,18 +66,19 @@ def test_load_fits_accepts_a_folder_that_is_itself_one_fit(tmp_path):
 
 # -- the page ------------------------------------------------------------------------------------------
 
-def test_write_report_writes_a_self_contained_page_and_the_pngs(sweep, mpl):
+def test_write_report_writes_one_self_contained_page_and_nothing_else(sweep, mpl):
+    before = sorted(p.name for p in sweep.iterdir())
     out = write_report(sweep)
     assert out == sweep / "report.html"
     page = out.read_text(encoding="utf-8")
-    for name in FIGURES:
-        assert (sweep / name).read_bytes().startswith(PNG_MAGIC)
-        assert stat.S_IMODE((sweep / name).stat().st_mode) & 0o044, "the PNGs are readable like plain files"
+    assert sorted(p.name for p in sweep.iterdir()) == sorted([*before, "report.html"])   # no PNG beside it
     assert stat.S_IMODE(out.stat().st_mode) & 0o044
     assert leftovers(sweep) == []
 
     # self-contained: three embedded PNGs, nothing fetched from anywhere (the CSP also forbids it)
-    assert len(re.findall(r'<img [^>]*src="data:image/png;base64,', page)) == 3
+    images = re.findall(r'<img [^>]*src="data:image/png;base64,([^"]+)"', page)
+    assert len(images) == 3 and all(base64.b64decode(i).startswith(PNG_MAGIC) for i in images)
+    assert page.count(GENERATOR) == 1
     assert not re.search(r'(src|href)="(?!data:)', page)
     assert "default-src 'none'" in page
 
@@ -98,7 +102,7 @@ def test_write_report_writes_a_self_contained_page_and_the_pngs(sweep, mpl):
 def test_write_report_to_another_file_or_folder(sweep, tmp_path, mpl):
     target = tmp_path / "site" / "sweep.html"
     assert write_report(sweep, target) == target
-    assert target.is_file() and all((target.parent / n).is_file() for n in FIGURES)
+    assert sorted(p.name for p in target.parent.iterdir()) == ["sweep.html"]
     assert not (sweep / "report.html").exists()
     folder = tmp_path / "elsewhere"
     folder.mkdir()
@@ -169,18 +173,18 @@ def test_no_fit_json(tmp_path):
     (lambda path, r: path.write_text(json.dumps({**r, "measured_ms": float("nan")})), "measured_ms"),
 ], ids=["truncated", "binary", "array", "schema", "missing-field", "bad-number", "bad-rank", "nan"])
 def test_a_corrupt_fit_json_names_the_file(sweep, mutate, fragment):
-    (sweep / "report.html").write_text("old report")
+    (sweep / "report.html").write_text(OLD_REPORT)
     bad = sweep / "rpi4-3ms" / "fit.json"
     mutate(bad, json.loads(bad.read_text()))
     with pytest.raises(MaestroError) as e:
         write_report(sweep)
     assert_one_line(e.value, str(bad), fragment)
     assert "re-run" in str(e.value)
-    assert (sweep / "report.html").read_text() == "old report"
+    assert (sweep / "report.html").read_text() == OLD_REPORT
 
 
 def test_an_interrupted_write_keeps_the_old_report(sweep, monkeypatch, mpl):
-    (sweep / "report.html").write_text("old report")
+    (sweep / "report.html").write_text(OLD_REPORT)
     real_replace = os.replace
 
     def failing_replace(src, dst):
@@ -192,8 +196,49 @@ def test_an_interrupted_write_keeps_the_old_report(sweep, monkeypatch, mpl):
     with pytest.raises(MaestroError) as e:
         write_report(sweep)
     assert_one_line(e.value, str(sweep / "report.html"), "No space left on device")
-    assert (sweep / "report.html").read_text() == "old report"
+    assert (sweep / "report.html").read_text() == OLD_REPORT
     assert leftovers(sweep) == []
+
+
+def test_files_beside_the_report_are_never_touched(sweep, tmp_path, mpl):
+    # issue 16: report --out dir/summary.html used to write pareto.png, ranks.png, latency.png over the user's
+    site = tmp_path / "site"
+    site.mkdir()
+    mine = {name: f"my {name}".encode() for name in ("pareto.png", "ranks.png", "latency.png", "index.html")}
+    for name, blob in mine.items():
+        (site / name).write_bytes(blob)
+    write_report(sweep, site / "summary.html")
+    assert {p.name: p.read_bytes() for p in site.iterdir() if p.name != "summary.html"} == mine
+
+
+def test_a_report_of_ours_is_replaced_but_no_other_file(sweep, tmp_path, mpl):
+    out = write_report(sweep)
+    out.write_text(OLD_REPORT)
+    assert write_report(sweep) == out and "old report" not in out.read_text()   # ours: written again
+    legacy = tmp_path / "legacy.html"    # a report from before the generator tag: known by its title
+    legacy.write_text("<!DOCTYPE html>\n<html><head><title>maestro-edge report: out</title></head></html>")
+    write_report(sweep, legacy)
+    assert GENERATOR in legacy.read_text()
+
+    for text in ("my notes", "<html><head><title>My report</title></head></html>", ""):
+        notes = tmp_path / "notes.html"
+        notes.write_text(text)
+        with pytest.raises(UsageError) as e:
+            write_report(sweep, notes)
+        assert_one_line(e.value, str(notes), "not a maestro-edge report", "pass another --out")
+        assert notes.read_text() == text
+
+
+def test_a_symlinked_or_dangling_out_is_refused(sweep, tmp_path):
+    target = tmp_path / "real.html"
+    target.write_text(OLD_REPORT)
+    for link, points_to in (("link.html", target), ("dangling.html", tmp_path / "gone.html")):
+        (tmp_path / link).symlink_to(points_to)
+        with pytest.raises(UsageError) as e:
+            write_report(sweep, tmp_path / link)
+        assert_one_line(e.value, link, "symbolic link", "give another path")
+        assert (tmp_path / link).is_symlink() and os.readlink(tmp_path / link) == str(points_to)
+    assert target.read_text() == OLD_REPORT and not (tmp_path / "gone.html").exists()
 
 
 # -- rendered in a browser -----------------------------------------------------------------------------
