@@ -18,6 +18,8 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "LoDLinear": "maestro_edge.lod.layers",
     "LoDConv2d": "maestro_edge.lod.layers",
+    "LoDLayer": "maestro_edge.lod.layers",
+    "register_layer": "maestro_edge.lod.registry",
     "FactorizeConfig": "maestro_edge.lod.factorize",
     "factorize_": "maestro_edge.lod.factorize",
     "LoDCheckpoint": "maestro_edge.lod.checkpoint",

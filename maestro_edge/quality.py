@@ -241,12 +241,14 @@ def _pte_logits(pte: bytes, x: torch.Tensor, advance: Callable[[int], None]) -> 
     from maestro_edge._quiet import quiet
     from maestro_edge.latency.measure import executorch_threads
 
-    with executorch_threads(core_count()), quiet():
-        from executorch.runtime import Runtime
+    with executorch_threads(core_count()):
+        with quiet():   # loading and the first call print cpuinfo lines from C++; the progress after them must show
+            from executorch.runtime import Runtime
 
-        method = Runtime.get().load_program(pte).load_method("forward")
-        out = []
-        for i in range(len(x)):
+            method = Runtime.get().load_program(pte).load_method("forward")
+            out = [method.execute((x[:1],))[0].float()]
+        advance(1)
+        for i in range(1, len(x)):
             out.append(method.execute((x[i:i + 1],))[0].float())
             advance(1)
     return torch.cat(out)

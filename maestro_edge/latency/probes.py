@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import io
 import warnings
+from typing import Callable
 
 import torch
 from torch import nn
@@ -96,19 +97,28 @@ def _legacy_onnx_bytes(module: nn.Module, example: tuple[torch.Tensor, ...]) -> 
     return data
 
 
+# standard layer type -> multiply-accumulates of one call (module, output): what MAC counting sees of an exported
+# model. A LoD layer type whose to_sequential() makes other layers registers them.
+MAC_COUNTERS: dict[type, Callable[[nn.Module, torch.Tensor], int]] = {
+    nn.Conv2d: lambda m, out: out.numel() * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1],
+    nn.Linear: lambda m, out: out.numel() * m.in_features,
+}
+
+
+def register_macs(layer_type: type, count: Callable[[nn.Module, torch.Tensor], int]) -> None:
+    MAC_COUNTERS[layer_type] = count
+
+
 @torch.no_grad()
 def macs(module: nn.Module, shape: tuple[int, ...]) -> int:
-    """Multiply-accumulates of one forward pass through the module's Conv2d and Linear layers."""
+    """Multiply-accumulates of one forward pass through the module's registered layers (Conv2d, Linear...)."""
     total, hooks = [0], []
 
     def count(m, args, out):
-        if isinstance(m, nn.Conv2d):
-            total[0] += out.numel() * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
-        elif isinstance(m, nn.Linear):
-            total[0] += out.numel() * m.in_features
+        total[0] += MAC_COUNTERS[type(m)](m, out)
 
     for m in module.modules():
-        if isinstance(m, (nn.Conv2d, nn.Linear)):
+        if type(m) in MAC_COUNTERS:
             hooks.append(m.register_forward_hook(count))
     try:
         module.eval()(*inputs_for(shape))

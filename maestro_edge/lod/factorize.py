@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
-from maestro_edge.lod.layers import LoDConv2d, LoDLinear
+from maestro_edge.lod.registry import handler_for, registered_dense_types
 
 SKIP = "skip"
 
@@ -53,7 +53,7 @@ class FactorizeReport:
 
 
 def factorize_(model: nn.Module, config: FactorizeConfig | None = None, svd_init: bool = True) -> FactorizeReport:
-    """Replace every nn.Linear / nn.Conv2d in ``model`` by its LoD layer (balanced SVD init).
+    """Replace every nn.Linear / nn.Conv2d (and registered type, lod/registry.py) by its LoD layer (balanced SVD init).
 
     svd_init=False skips the SVDs (seconds for a ResNet-18) when a state dict is loaded right after.
     """
@@ -61,21 +61,19 @@ def factorize_(model: nn.Module, config: FactorizeConfig | None = None, svd_init
     report = FactorizeReport()
     targets = []
     for name, module in model.named_modules():
-        if type(module) in (nn.Linear, nn.Conv2d):
-            targets.append((name, module))
-        elif isinstance(module, (nn.Linear, nn.Conv2d)):
+        handler = handler_for(module)
+        if handler is not None:
+            targets.append((name, module, handler))
+        elif isinstance(module, registered_dense_types()):
             # e.g. nn.MultiheadAttention.out_proj: its parent reads .weight directly, so a swap would break it.
             report.skipped[name] = f"{type(module).__name__} is a subclass its parent may use directly; left dense"
-    for name, module in targets:
+    for name, module, handler in targets:
         rule = config.rule_for(name)
         if rule == SKIP:
             report.skipped[name] = "skipped by override"
             continue
         try:
-            if isinstance(module, nn.Linear):
-                new = LoDLinear.from_linear(module, rule, svd_init)
-            else:
-                new = LoDConv2d.from_conv2d(module, rule, svd_init)
+            new = handler.factorize(module, rule, svd_init)
         except ValueError as e:
             report.skipped[name] = str(e)
             continue

@@ -392,14 +392,14 @@ class LoDConv2d(_LoDBase):
                 f"active_rank={self.active_rank}, bias={self.bias is not None}")
 
 
-LOD_LAYERS = (LoDLinear, LoDConv2d)
-# LoD layer kind -> class: how a saved layer config is rebuilt (a new LoD layer type registers here).
-LOD_LAYER_TYPES = {cls.kind: cls for cls in LOD_LAYERS}
+LoDLayer = _LoDBase   # what every LoD layer type subclasses (lod/registry.py registers new ones)
+# LoD layer kind -> class: how a saved layer config is rebuilt (lod/registry.register_layer adds to it).
+LOD_LAYER_TYPES: dict[str, type[LoDLayer]] = {cls.kind: cls for cls in (LoDLinear, LoDConv2d)}
 
 
-def lod_layers(model: nn.Module) -> dict[str, _LoDBase]:
+def lod_layers(model: nn.Module) -> dict[str, LoDLayer]:
     """The model's LoD layers by module name, in registration order."""
-    return {name: m for name, m in model.named_modules() if isinstance(m, LOD_LAYERS)}
+    return {name: m for name, m in model.named_modules() if isinstance(m, LoDLayer)}
 
 
 def set_constant_shapes(model: nn.Module, enabled: bool = True) -> None:
