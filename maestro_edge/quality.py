@@ -292,6 +292,11 @@ def store_dense_score(path: str, progress: Reporter = Reporter()) -> Score:
     from maestro_edge.lod.checkpoint import LoDCheckpoint
 
     ckpt = LoDCheckpoint.load(path)
+    if ckpt.program is not None:
+        from maestro_edge.errors import UsageError
+
+        raise UsageError(f"{path} is a user model: its metric is your --eval function's, measured by each fit; "
+                         "store-dense takes a checkpoint written by 'maestro-edge train'")
     quality = HeldOutAccuracy(ckpt)
     ckpt.metrics = {k: v for k, v in ckpt.metrics.items() if k != DENSE_RECORDS}   # measure, never reuse
     score = quality.dense(progress)

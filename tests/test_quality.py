@@ -65,3 +65,19 @@ def test_a_stored_dense_score_is_used_for_the_same_protocol_only(tiny_checkpoint
         ckpt.metrics[DENSE_RECORDS] = records
         measured = HeldOutAccuracy(ckpt).dense()
         assert "stored" not in measured.how and measured.value == pytest.approx(stored.value)
+
+
+def test_a_user_model_has_no_stored_dense_score_and_its_file_is_untouched(tmp_path):
+    import maestro_edge as me
+    from maestro_edge.errors import UsageError
+
+    net = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.ReLU(), torch.nn.Linear(32, 4))
+    me.factorize_(net)
+    x = torch.randn(1, 16)
+    table = me.importance_table(net, lambda m: float(-m(x).square().mean()), x)
+    path = tmp_path / "user.lod"
+    me.LoDCheckpoint.from_model(net, x, importance=table).save(path)
+    before = path.read_bytes()
+    with pytest.raises(UsageError, match="user model"):
+        store_dense_score(str(path))
+    assert path.read_bytes() == before
