@@ -97,6 +97,8 @@ class HeldOutAccuracy:
         return f"{h.hexdigest()[:16]}-test{len(self.data.test_x)}-bn{min(BN_SAMPLES, len(self.data.val_x))}x{BN_BATCH}"
 
     def calibrate_(self, model: nn.Module, progress: Reporter = Reporter()) -> None:
+        if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+            return   # nothing to recalibrate: no pass over the images, no "0/200" progress line
         images = self.data.val_x[:BN_SAMPLES]
         # channels-last convs ran ~1.6x faster in eager on this CPU; the model goes back to the default
         # layout before anything exports it
