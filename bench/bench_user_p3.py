@@ -101,6 +101,7 @@ def measure(args) -> None:
     work = Path(args.work)
     os.environ["MAESTRO_EDGE_CACHE"] = str(work / "cache")
     from maestro_edge.devices.profile import find_profile
+    from maestro_edge.errors import InfeasibleBudget
     from maestro_edge.export.pte import export_pte
     from maestro_edge.export.truncate import deployable
     from maestro_edge.fit import Fitter, latency_table_for
@@ -134,11 +135,16 @@ def measure(args) -> None:
         rows.append({"label": label, "budget_ms": budget, "test_accuracy": accuracy(small, tx, ty),
                      "predicted_ms": (tables["svd"] if ckpt is ckpts["svd"] else tables["lod"]).predict_ms(choices)})
 
-    add("dense", ckpts["svd"], {}, None)
+    add("dense", ckpts["svd"], {n: "dense" for n in tables["svd"].layers}, None)   # the user's model itself
     for fraction in [float(f) for f in args.budgets.split(",")]:
         budget = fraction * dense_ms
         for name in ("svd", "lod"):
-            record = fitters[name].fit(host, budget, work / "fits" / f"{name}-{fraction}", table=tables[name])
+            try:
+                record = fitters[name].fit(host, budget, work / "fits" / f"{name}-{fraction}", table=tables[name])
+            except InfeasibleBudget as e:   # below the fastest plan: say so, go on with the other budgets
+                print(f"{name}@{fraction}: {e}")
+                rows.append({"label": f"{name}+solver@{fraction}", "budget_ms": budget, "infeasible": str(e)})
+                continue
             add(f"{name}+solver@{fraction}", ckpts[name], record["ranks"], budget)
         choices, step = uniform_choices(ckpts["svd"], tables["svd"], budget)
         if choices:
@@ -146,13 +152,19 @@ def measure(args) -> None:
     print(f"timing {len(programs)} models side by side")
     timings = time_programs(programs, Protocol(threads=host.threads))
     for row in rows:
-        row["measured_ms"] = timings[row["label"]].p50_ms
+        if row["label"] in timings:
+            row["measured_ms"] = timings[row["label"]].p50_ms
     (work / "measure.json").write_text(json.dumps(rows, indent=2))
-    print("| model @ budget fraction | budget ms | predicted ms | measured ms | test accuracy |")
-    print("|---|---|---|---|---|")
+    print(f"dense: {timings['dense'].p50_ms:.4f} ms measured here; budgets are fractions of the table's {dense_ms:.4f} ms")
+    print("| model @ budget fraction | budget ms | predicted ms | measured ms | measured / dense | test accuracy |")
+    print("|---|---|---|---|---|---|")
     for r in rows:
         budget = "-" if r["budget_ms"] is None else f"{r['budget_ms']:.4f}"
-        print(f"| {r['label']} | {budget} | {r['predicted_ms']:.4f} | {r['measured_ms']:.4f} | {r['test_accuracy']:.4f} |")
+        if "infeasible" in r:
+            print(f"| {r['label']} | {budget} | below the fastest plan | - | - | - |")
+            continue
+        print(f"| {r['label']} | {budget} | {r['predicted_ms']:.4f} | {r['measured_ms']:.4f} | "
+              f"{r['measured_ms'] / timings['dense'].p50_ms:.1%} | {r['test_accuracy']:.4f} |")
 
 
 def main() -> None:
