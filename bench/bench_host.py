@@ -33,10 +33,9 @@ from maestro_edge.export.pte import lower_to_pte
 from maestro_edge.export.truncate import deployable
 from maestro_edge.fit import Fitter, latency_table_for
 from maestro_edge.latency.anchor import anchored
-from maestro_edge.latency.estimated import layer_macs_total
 from maestro_edge.latency.measure import Protocol, time_programs
 from maestro_edge.latency.profile import HostTimer
-from maestro_edge.latency.probes import layer_input_shapes, layer_options
+from maestro_edge.latency.probes import layer_input_shapes, layer_macs_total, layer_options
 from maestro_edge.lod.checkpoint import LoDCheckpoint
 from maestro_edge.lod.layers import lod_layers
 

@@ -9,8 +9,8 @@ the end, or not at all.
 
 from __future__ import annotations
 
+import contextlib
 import json
-import math
 import time
 from functools import cached_property
 from pathlib import Path
@@ -20,18 +20,22 @@ import torch
 
 from maestro_edge import validate
 from maestro_edge.devices.profile import DeviceProfile
-from maestro_edge.errors import InfeasibleBudget, TableError, UsageError
+from maestro_edge.errors import InfeasibleBudget, UsageError
+from maestro_edge.export.artifact import ExportArtifact
 from maestro_edge.export.bundle import bundle_pte, check_bundle
+from maestro_edge.export.fit_report import FitReport
 from maestro_edge.export.onnx_export import export_onnx_bytes
-from maestro_edge.export.pte import PteExport, export_pte
+from maestro_edge.export.pte import PteExport, check_exportable, export_pte
 from maestro_edge.export.truncate import deployable
 from maestro_edge.export.verify import compare_onnx, compare_pte
+from maestro_edge.latency.anchor import Anchor, anchored
 from maestro_edge.latency.error_band import ErrorBand, band_ms, error_band, pessimistic_budget_ms
 from maestro_edge.latency.load import busy_warning
-from maestro_edge.latency.measure import Protocol, Timing, time_programs
+from maestro_edge.latency.measure import Protocol, Timing
 from maestro_edge.latency.probes import DENSE, layer_options
-from maestro_edge.latency.profile import estimated_table, measure_host_table
-from maestro_edge.latency.table import LatencyTable, cached_table_path
+from maestro_edge.latency.profile import estimated_table
+from maestro_edge.latency.table import LatencyTable, cached_table_path, load_table
+from maestro_edge.latency.target import Target
 from maestro_edge.lod.checkpoint import LoDCheckpoint
 from maestro_edge.lod.importance import penalty
 from maestro_edge.lod.layers import lod_layers
@@ -41,36 +45,15 @@ from maestro_edge.quality import Score, quality_for
 from maestro_edge.solve import LayerOptions, Option, solve_ranks
 from maestro_edge.user_files import read_user_text
 
-SCHEMA_VERSION = 1
 MAX_TRIES = 4
 UNIFORM_STEPS = 64   # resolution of the uniform-rank baseline's fraction
 Progress = Callable[[str], None]
 
 
-def load_table(path: Path, ckpt: LoDCheckpoint, profile: DeviceProfile) -> LatencyTable:
-    """A latency table from a file, refused unless it was made for this model and device."""
-    table = LatencyTable.load(path)
-    if table.model_digest != ckpt.digest():
-        raise TableError(f"latency table {path} was made for another model (digest {table.model_digest}, this "
-                         f"model is {ckpt.digest()}); profile this model with 'maestro-edge profile'")
-    if table.device != profile.name:
-        raise TableError(f"latency table {path} was made for device {table.device!r}, not {profile.name!r}; pass "
-                         f"--device {table.device}, or profile {profile.name} with 'maestro-edge profile'")
-    missing = set(lod_layers(ckpt.model)) - set(table.layers)
-    if missing:
-        raise TableError(f"latency table {path} lacks layers {', '.join(sorted(missing))}; profile again")
-    return table
-
-
-def check_exportable(ckpt: LoDCheckpoint, full_delegation: bool = False) -> PteExport:
-    """Export the untruncated model once: a model ExecuTorch cannot take fails in seconds, naming the op,
-    not after minutes of layer timing."""
-    return export_pte(deployable(ckpt.model, {}), ckpt.examples, full_delegation)
-
-
 def latency_table_for(ckpt: LoDCheckpoint, profile: DeviceProfile, progress: Progress | None = None,
                       full_delegation: bool = False) -> LatencyTable:
-    """The measured table cached for this device and model, else measure it (host), else estimate."""
+    """The measured table cached for this device and model, else measure it (a device whose profile says its
+    latencies are measured, reachable with what its profile says: the host), else estimate."""
     path = cached_table_path(profile, ckpt.digest())
     if path.is_file():
         table = load_table(path, ckpt, profile)
@@ -78,12 +61,13 @@ def latency_table_for(ckpt: LoDCheckpoint, profile: DeviceProfile, progress: Pro
         if progress and warning:
             progress(f"warning: the cached table {path}: {warning}")
         return table
-    if profile.is_host:
+    target = Target.resolve(profile)
+    if profile.latency_source == "measured" and target.measurable:
         if progress:
             progress("exporting the whole model once (a model ExecuTorch cannot take fails here)")
         check_exportable(ckpt, full_delegation)
         report = (lambda what, i, n: progress(f"profiling {what} ({i}/{n})")) if progress else None
-        return measure_host_table(ckpt, profile, progress=report)
+        return target.measure_table(ckpt, progress=report)
     return estimated_table(ckpt, profile)
 
 
@@ -156,58 +140,55 @@ class Fitter:
 
     def fit(self, profile: DeviceProfile, budget_ms: float, out_dir: Path, table: LatencyTable | None = None,
             timer=None) -> dict:
-        """Solve, export, verify and (where reachable) measure; write ``out_dir``; return the fit record.
+        """Solve, export, verify and (where reachable) measure; write ``out_dir``; return fit.json's record.
 
-        The exported model is measured on this host for the host profile, or through ``timer`` (a
-        latency.profile.Timer, e.g. a RemoteTimer over ssh) for a reachable device; else not at all.
+        The exported model is measured through ``timer`` (a latency.profile.Timer, opened by a
+        latency.target.Target), by default the device's own where its profile says how to reach it (the
+        host: this process); else not at all.
         """
         started = time.perf_counter()
         out_dir = Path(out_dir)
-        with claim_output_folder(out_dir):   # one writer per folder; a killed writer's leftovers cleaned
+        # one writer per folder (a killed writer's leftovers cleaned); the timer is closed after
+        with claim_output_folder(out_dir), self._timer(profile, timer) as timer:
             table = table or latency_table_for(self.ckpt, profile, self.say, self.full_delegation)
+            table, anchor = self._anchor(profile, table, timer)
             layers = solver_layers(self.ckpt, table)
             band = error_band(profile) if table.source == "estimated" else None
             solver_budget = pessimistic_budget_ms(budget_ms, band) if self.pessimistic and band else budget_ms
             plan, small, pte, tries = self._solve_and_measure(profile, budget_ms, table, layers, timer, solver_budget)
             score, dense = self.score(small, pte), self.dense_score
-            files, verification = self._artifacts(small, pte)
-            record = {
-                "schema_version": SCHEMA_VERSION,
-                "device": profile.name,
-                "budget_ms": budget_ms,
-                "predicted_ms": plan.predicted_ms,
-                # an estimate's error band: the true latency is expected within [low, high] (~80% of the
-                # published validation rows of this device class fell inside theirs); None when measured
+            artifacts, verification = self._artifacts(small, pte)
+            report = FitReport(
+                device=profile.name,
+                budget_ms=budget_ms,
+                predicted_ms=plan.predicted_ms,
                 **self._band_fields(plan.predicted_ms, band),
-                "solved_for_ms": solver_budget,   # the budget the solver used (--pessimistic lowers it)
-                "latency_source": table.source,
-                "measured_ms": tries[-1]["measured_ms"],          # median of the round medians
-                "measured_p90_ms": tries[-1]["measured_p90_ms"],
-                "ranks": dict(plan.choices),
-                # the chosen option's latency per layer (the table's); the rest is the overhead term
-                "layer_ms": {name: table.layers[name].option_ms(choice) for name, choice in plan.choices.items()},
-                "overhead_ms": table.overhead_ms,
-                "accuracy": score.value,
-                "dense_accuracy": dense.value,
-                "scores": {"fitted": score.to_dict(), "dense": dense.to_dict()},   # samples, 95% interval, how
-                "estimated_accuracy_drop": plan.penalty,
-                "metric": {**self.quality.metric, "source": self.quality.source},
-                # False when the untruncated model already meets the budget (nothing had to give).
-                "budget_binding": table.predict_ms({name: DENSE for name in table.layers}) > solver_budget,
-                "test_loss": score.loss,
-                "runtime": profile.runtime,
-                "threads": table.threads,
-                "max_ranks": {name: layer.active_rank for name, layer in lod_layers(self.ckpt.model).items()},
-                "baselines": self._baselines(table, budget_ms),
-                "tries": tries,
-                "delegation": pte.delegation(),
-                "verification": verification,
-                "model": self._model_info(),
-                "artifacts": [],
-                "wall_time_s": None,
-            }
-            write_outputs(out_dir, files, record, "fit.json", started)
-        return record
+                solved_for_ms=solver_budget,
+                latency_source=table.source,
+                measured_ms=tries[-1]["measured_ms"],
+                measured_p90_ms=tries[-1]["measured_p90_ms"],
+                ranks=dict(plan.choices),
+                layer_ms={name: table.layers[name].option_ms(choice) for name, choice in plan.choices.items()},
+                overhead_ms=table.overhead_ms,
+                anchor=anchor.to_dict() if anchor else None,
+                accuracy=score.value,
+                dense_accuracy=dense.value,
+                scores={"fitted": score.to_dict(), "dense": dense.to_dict()},
+                estimated_accuracy_drop=plan.penalty,
+                metric={**self.quality.metric, "source": self.quality.source},
+                budget_binding=table.predict_ms({name: DENSE for name in table.layers}) > solver_budget,
+                test_loss=score.loss,
+                runtime=profile.runtime,
+                threads=table.threads,
+                max_ranks={name: layer.active_rank for name, layer in lod_layers(self.ckpt.model).items()},
+                baselines=self._baselines(table, budget_ms),
+                tries=tries,
+                delegation=pte.delegation(),
+                verification=verification,
+                model=self._model_info(),
+                artifacts=artifacts,
+            )
+            return self._write(out_dir, report, started)
 
     def export(self, choices: dict, out_dir: Path) -> dict:
         """Truncate to ``choices``, export .pte and .onnx, verify both, write ``out_dir`` (no solving)."""
@@ -218,42 +199,64 @@ class Fitter:
             self.say("exporting .pte (ExecuTorch, XNNPACK)")
             pte = export_pte(small, self.example, self.full_delegation)
             score, dense = self.score(small, pte), self.dense_score
-            files, verification = self._artifacts(small, pte)
-            record = {"schema_version": SCHEMA_VERSION, "ranks": dict(choices), "accuracy": score.value,
-                      "dense_accuracy": dense.value, "scores": {"exported": score.to_dict(), "dense": dense.to_dict()},
-                      "test_loss": score.loss, "metric": {**self.quality.metric, "source": self.quality.source},
-                      "delegation": pte.delegation(), "verification": verification,
-                      "model": self._model_info(), "artifacts": [], "wall_time_s": None}
-            write_outputs(out_dir, files, record, "export.json", started)
-        return record
+            artifacts, verification = self._artifacts(small, pte)
+            report = FitReport(kind="export", ranks=dict(choices), accuracy=score.value, dense_accuracy=dense.value,
+                               scores={"exported": score.to_dict(), "dense": dense.to_dict()}, test_loss=score.loss,
+                               metric={**self.quality.metric, "source": self.quality.source},
+                               delegation=pte.delegation(), verification=verification, model=self._model_info(),
+                               artifacts=artifacts)
+            return self._write(out_dir, report, started)
 
-    def _artifacts(self, small, pte: PteExport) -> tuple[dict[str, bytes], dict]:
+    @staticmethod
+    def _write(out_dir: Path, report: FitReport, started: float) -> dict:
+        """The files and the report into ``out_dir``, all at once; the report's record."""
+        def save(folder: Path) -> None:
+            report.wall_time_s = round(time.perf_counter() - started, 2)
+            report.save(folder / report.file_name)
+
+        write_outputs(out_dir, {a.path: a.data for a in report.artifacts}, save)
+        return report.to_dict()
+
+    @staticmethod
+    def _timer(profile: DeviceProfile, timer):
+        """``timer``, or the device's own where its profile says how to reach it (the host), else None."""
+        return contextlib.nullcontext(timer) if timer is not None else Target.resolve(profile).timer_if_measurable()
+
+    def _artifacts(self, small, pte: PteExport) -> tuple[list[ExportArtifact], dict]:
         """The files to write (.pte, .onnx, and .bpte when bundling), each checked against PyTorch."""
         self.say("exporting .onnx and checking the exports against PyTorch")
         onnx_bytes = export_onnx_bytes(small, self.example)
         samples = self.quality.verification_samples()
-        files = {"model.pte": pte.buffer, "model.onnx": onnx_bytes}
-        verification = {"pte_max_abs_error": compare_pte(pte.buffer, small, samples),
-                        "onnx_max_abs_error": compare_onnx(onnx_bytes, small, samples),
+        artifacts = [ExportArtifact.of("model.pte", pte.buffer, compare_pte(pte.buffer, small, samples)),
+                     ExportArtifact.of("model.onnx", onnx_bytes, compare_onnx(onnx_bytes, small, samples))]
+        verification = {"pte_max_abs_error": artifacts[0].max_abs_error,
+                        "onnx_max_abs_error": artifacts[1].max_abs_error,
                         "samples": len(samples), "inputs": self.quality.info()["verify_inputs"]}
         if self.bundle:
-            files["model.bpte"] = bundle_pte(pte.buffer, small, samples)
-            verification["bpte_self_check"] = check_bundle(files["model.bpte"])
-        return files, verification
+            artifacts.append(ExportArtifact.of("model.bpte", bundle_pte(pte.buffer, small, samples)))
+            verification["bpte_self_check"] = check_bundle(artifacts[-1].data)
+        return artifacts, verification
 
     def _model_info(self) -> dict:
         info = {k: v for k, v in self.quality.info().items() if k != "verify_inputs"}
         return {"digest": self.ckpt.digest(), "arch": self.ckpt.arch["name"], "data": self.ckpt.data["name"], **info}
 
     def _measure(self, profile, small, pte: PteExport, timer) -> Timing | None:
-        protocol = Protocol(threads=profile.threads)
-        if timer is not None:
-            self.say(f"measuring the exported model on {profile.name}")
-            return timer.time({"model": (small, self.example)}, protocol, "model")["model"]
-        if profile.is_host:
-            self.say("measuring the exported model on this host")
-            return time_programs({"model": (pte.buffer, self.example)}, protocol)["model"]
-        return None
+        if timer is None:
+            return None
+        self.say(f"measuring the exported model on {profile.name}")
+        return timer.time_model(small, pte.buffer, self.example, Protocol(threads=profile.threads))
+
+    def _anchor(self, profile, table: LatencyTable, timer) -> tuple[LatencyTable, Anchor | None]:
+        """A measured table scaled to the device's speed now: the dense model timed once where reachable."""
+        if table.source != "measured" or timer is None:
+            return table, None
+        self.say(f"timing the dense model on {profile.name} (the table is scaled to the device's speed now)")
+        table, anchor = anchored(table, self.ckpt, timer, Protocol(threads=profile.threads))
+        warning = anchor and anchor.warning(profile.name)
+        if warning:
+            self.say(warning)
+        return table, anchor
 
     @staticmethod
     def _band_fields(predicted_ms: float, band: ErrorBand | None) -> dict:
@@ -305,7 +308,7 @@ class Fitter:
             return baselines
         for step in range(UNIFORM_STEPS, 0, -1):
             fraction = step / UNIFORM_STEPS
-            uniform = {name: max(1, math.ceil(layer.active_rank * fraction)) for name, layer in layers.items()}
+            uniform = uniform_choices(self.ckpt.model, fraction)
             predicted = table.predict_ms(uniform)
             if predicted <= budget_ms:
                 self.say(f"scoring the uniform-rank baseline ({fraction:.0%} of every layer's rank)")
@@ -314,6 +317,19 @@ class Fitter:
                                   "accuracy": score.value, "score": score.to_dict()})
                 break
         return baselines
+
+
+def uniform_choices(model, fraction: float) -> dict:
+    """One rank fraction in every layer, on the ranks the table measured: the largest grid rank at or below the
+    fraction (the smallest where none is), dense where the fraction is past the grid's top (the break-even rank,
+    above which the factor pair is slower than the dense layer). Off the grid the table interpolates, and
+    XNNPACK's cost is not linear between grid ranks: off-grid uniform plans ran up to 18% slower than predicted."""
+    choices = {}
+    for name, layer in lod_layers(model).items():
+        grid = [rank for rank in layer_options(layer) if rank != DENSE]
+        target = layer.active_rank * fraction
+        choices[name] = DENSE if target > max(grid) else max((r for r in grid if r <= target), default=min(grid))
+    return choices
 
 
 def fit(ckpt: LoDCheckpoint, profile: DeviceProfile, budget_ms: float, out_dir: Path,

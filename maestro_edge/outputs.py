@@ -16,17 +16,16 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import hashlib
 import os
 import re
 import shutil
 import stat
 import tempfile
-import time
+from collections.abc import Callable
 from pathlib import Path
 
 from maestro_edge.errors import UsageError
-from maestro_edge.user_files import readable_mode, write_json_atomic
+from maestro_edge.user_files import readable_mode
 
 OUTPUT_FILES = {"model.pte", "model.onnx", "model.bpte", "fit.json", "export.json"}
 LOCK_SUFFIX = ".maestro-edge-lock"
@@ -311,8 +310,9 @@ def _swap_in(staging: Path, out_dir: Path) -> None:
     shutil.rmtree(aside, ignore_errors=True)   # what stays is removed by the next claim
 
 
-def write_outputs(out_dir: Path, files: dict[str, bytes], record: dict, record_name: str, started: float) -> None:
-    """Write every file into a staging folder, then swap it in: all or nothing (see the module docstring)."""
+def write_outputs(out_dir: Path, files: dict[str, bytes], save_record: Callable[[Path], None]) -> None:
+    """Write every file into a staging folder, then the record (``save_record(staging folder)``, once the files
+    are in), then swap it in: all or nothing (see the module docstring)."""
     with claim_output_folder(out_dir):
         out_dir = Path(os.path.abspath(out_dir))
         staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp"))
@@ -320,10 +320,7 @@ def write_outputs(out_dir: Path, files: dict[str, bytes], record: dict, record_n
             staging.chmod(readable_mode() | 0o111)   # mkdtemp makes rwx------; a plain mkdir would not
             for name, blob in files.items():
                 (staging / name).write_bytes(blob)
-                record["artifacts"].append({"path": name, "format": Path(name).suffix[1:],
-                                            "sha256": hashlib.sha256(blob).hexdigest(), "size_bytes": len(blob)})
-            record["wall_time_s"] = round(time.perf_counter() - started, 2)
-            write_json_atomic(staging / record_name, record)
+            save_record(staging)
             _swap_in(staging, out_dir)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)

@@ -163,6 +163,16 @@ class UserMetric:
         self.ckpt, self.eval_fn, self.calibration = ckpt, eval_fn, calibration
         self.metric = {**ckpt.metric, "name": name or ckpt.metric.get("name", "metric")}
 
+    @classmethod
+    def from_specs(cls, ckpt, eval_spec: str, calibrate_spec: str | None = None) -> UserMetric:
+        """The functions named ``MODULE:FUNCTION`` by --eval (and --calibrate), importable from the current folder;
+        a model of the user's own takes the eval function's name as its metric's."""
+        from maestro_edge.entry_points import load_callable
+
+        calibration = load_callable(calibrate_spec, "--calibrate") if calibrate_spec else None
+        return cls(ckpt, load_callable(eval_spec, "--eval"), calibration,
+                   name=eval_spec.partition(":")[2] if ckpt.program is None else None)
+
     def calibrate_(self, model: nn.Module, progress: Reporter = Reporter()) -> None:
         if self.calibration is not None:
             progress.say("recalibrating BatchNorm on your batches (--calibrate)")

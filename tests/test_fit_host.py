@@ -67,6 +67,10 @@ def test_fit_host_binding_budget(capsys, tmp_path, tiny_checkpoint, host_table):
     assert record == json.loads((out / "fit.json").read_text())
     assert REQUIRED <= set(record)
     assert record["latency_source"] == "measured"
+    # the table was scaled to this host's speed now: its dense prediction is the dense model timed at fit time
+    anchor = record["anchor"]
+    assert anchor["scale"] == pytest.approx(anchor["measured_dense_ms"] / anchor["predicted_dense_ms"])
+    assert 0.5 < anchor["scale"] < 2
     assert record["measured_ms"] <= budget
     assert record["predicted_ms"] <= budget
     assert any(choice != "dense" for choice in record["ranks"].values())

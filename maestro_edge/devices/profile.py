@@ -31,12 +31,12 @@ from functools import partial
 from pathlib import Path
 
 from maestro_edge import validate
+from maestro_edge.devices.transports import transport_kind, transport_names
 from maestro_edge.errors import ProfileError, UsageError
 from maestro_edge.user_files import read_user_text
 
 SCHEMA_VERSION = 1
-RUNTIMES = ("executorch-xnnpack", "onnxruntime")
-TRANSPORTS = ("local", "ssh", "adb")
+RUNTIMES = ["executorch-xnnpack", "onnxruntime"]   # what a profile may name; latency.runtimes.register_runtime adds
 LATENCY_SOURCES = ("measured", "estimated")
 
 
@@ -66,10 +66,6 @@ class DeviceProfile:
     provenance: dict = field(default_factory=dict)
     target: dict = field(default_factory=dict)   # how to reach it: host/port/identity/python (ssh), serial (adb)
     path: str | None = None
-
-    @property
-    def is_host(self) -> bool:
-        return self.transport == "local"
 
     def with_threads(self, threads: int) -> "DeviceProfile":
         """This device at ``threads`` threads: threads fill the fastest cores first.
@@ -137,10 +133,10 @@ class DeviceProfile:
         return cls(
             name=name,
             description=checked(source, "", validate.text, data.get("description", ""), "description"),
-            runtime=need("runtime", validate.text, RUNTIMES),
+            runtime=need("runtime", validate.text, tuple(RUNTIMES)),
             threads=threads,
             precision=need("precision", validate.text, ("fp32",)),
-            transport=need("transport", validate.text, TRANSPORTS),
+            transport=need("transport", validate.text, transport_names()),   # devices/transports: registered
             latency_source=need("latency_source", validate.text, LATENCY_SOURCES),
             hardware=_hardware(data.get("hardware", {}), source),
             estimate=_figures(data.get("estimate", {}), "estimate", source),
@@ -256,19 +252,18 @@ def _hardware(table: dict, source: str) -> dict:
     return hardware
 
 
-TARGET_KEYS = {"host": validate.text, "port": partial(validate.integer, low=1, high=65535),
-               "identity": validate.text, "python": validate.text, "serial": validate.text, "runner": validate.text}
+TARGET_KEYS = {"port": partial(validate.integer, low=1, high=65535)}   # every other [target] value is a string
 
 
 def _target(table, source: str) -> dict:
     if not isinstance(table, dict):
         raise ProfileError(f"device profile {source}: [target] must be a table; fix the profile")
+    known = list(dict.fromkeys(key for name in transport_names() for key in transport_kind(name).options))
     for key, value in table.items():
-        check = TARGET_KEYS.get(key)
-        if check is None:   # the value is not echoed: it may be a secret someone put in the wrong place
+        if key not in known:   # the value is not echoed: it may be a secret someone put in the wrong place
             raise ProfileError(f"device profile {source}: [target] has unknown key {validate.show(key)}; remove it "
-                               f"(allowed: {', '.join(TARGET_KEYS)})")
-        checked(source, "[target] ", check, value, key)
+                               f"(allowed: {', '.join(known)})")
+        checked(source, "[target] ", TARGET_KEYS.get(key, validate.text), value, key)
     return dict(table)
 
 

@@ -16,6 +16,8 @@ from torch import nn
 
 from maestro_edge._quiet import quiet
 from maestro_edge.errors import ExportError
+from maestro_edge.export.truncate import deployable
+from maestro_edge.lod.checkpoint import LoDCheckpoint
 
 # Graph nodes that are plumbing, not compute, when left outside a delegate.
 _PLUMBING = ("executorch_call_delegate", "getitem", "alloc", "view", "_clone_dim_order", "_to_dim_order_copy",
@@ -38,6 +40,12 @@ def export_pte(module: nn.Module, example_inputs: tuple[torch.Tensor, ...], full
     """Export ``module`` for the ExecuTorch runtime: XNNPACK where it takes the op, portable kernels elsewhere."""
     with quiet():
         return _lower(module, example_inputs, full_delegation)
+
+
+def check_exportable(ckpt: LoDCheckpoint, full_delegation: bool = False) -> PteExport:
+    """Export the untruncated model once: a model ExecuTorch cannot take fails in seconds, naming the op,
+    not after minutes of layer timing."""
+    return export_pte(deployable(ckpt.model, {}), ckpt.examples, full_delegation)
 
 
 def lower_to_pte(module: nn.Module, example_inputs: tuple[torch.Tensor, ...], full_delegation: bool = True) -> bytes:

@@ -17,7 +17,8 @@ A phone has no Python, so the agent (devices/agent.py) cannot run there. The use
 
    Each ETDump is pulled and read here with ``executorch.devtools.Inspector``: the ``Method::execute``
    duration of every execution. The first W (the protocol's warm-up: every run is a fresh process
-   whose first execution is cold) are dropped; the median of the other C is the round's median;
+   whose first execution is cold) are dropped; the median of the other C is the round's median
+   (the rounds are :func:`~maestro_edge.latency.measure.interleaved_rounds`, the host's own);
 3. the round medians are summarised with :func:`~maestro_edge.latency.measure.summarize`, the
    statistic of the host and ssh paths, and handed to ``measure_table``.
 
@@ -43,17 +44,15 @@ from __future__ import annotations
 import functools
 import math
 import posixpath
-import random
 import re
 import secrets
-import statistics
 import tempfile
 from pathlib import Path
 
 from maestro_edge._quiet import quiet
 from maestro_edge.devices.transports import AdbTransport, RunResult, last_line
 from maestro_edge.errors import TransportError, UsageError
-from maestro_edge.latency.measure import Protocol, Timing, kind_of, summarize
+from maestro_edge.latency.measure import Protocol, Timing, interleaved_rounds, kind_of, summarize
 from maestro_edge.latency.probes import call_bound_ms, call_probe, export_probe
 from maestro_edge.latency.profile import Modules, Timer
 from maestro_edge.user_files import file_sha256
@@ -185,18 +184,16 @@ class RunnerTimer(Timer):
         return probes
 
     def _rounds(self, tmp: Path, probes: dict, protocol: Protocol) -> dict[str, list[float]]:
-        """Interleaved rounds: per round, every probe once in a fresh random order; its median per round."""
+        """Interleaved rounds (latency/measure.py): per round, one runner run per probe in a fresh random order,
+        its warm-up executions dropped; each probe's round medians."""
         executions = protocol.warmup + protocol.calls
-        order, rng = list(probes), random.Random(protocol.seed)
-        medians: dict[str, list[float]] = {name: [] for name in order}
-        for r in range(protocol.rounds):
-            rng.shuffle(order)
-            for name in order:
-                pte, bound_ms = probes[name]
-                etdump = f"{pte[:-len('.pte')]}-r{r}.etdp"
-                times = self._execute(f"timing probe {name!r}", pte, etdump, executions, bound_ms, tmp)
-                medians[name].append(statistics.median(times[protocol.warmup:]))
-        return medians
+
+        def one_round(name: str, r: int) -> list[float]:
+            pte, bound_ms = probes[name]
+            etdump = f"{pte[:-len('.pte')]}-r{r}.etdp"
+            return self._execute(f"timing probe {name!r}", pte, etdump, executions, bound_ms, tmp)[protocol.warmup:]
+
+        return interleaved_rounds(list(probes), protocol, one_round)
 
     def _execute(self, what: str, pte: str, etdump: str, executions: int, bound_ms: float, tmp: Path) -> list[float]:
         """Run the runner once; the per-execution times (ms) from its ETDump."""

@@ -54,9 +54,3 @@ def dense_op(layer, in_shape: tuple[int, ...]) -> OpSpec:
 def estimate_layer_ms(profile, layer, in_shape: tuple[int, ...], choice: int | str) -> float:
     op = dense_op(layer, in_shape)
     return estimate_ops_ms([op] if choice == DENSE else low_rank_pair(op, int(choice)), profile)
-
-
-def layer_macs_total(layer, in_shape: tuple[int, ...], choice: int | str) -> int:
-    """Multiply-accumulates of one layer at ``choice`` for a batch-1 input of ``in_shape``."""
-    op = dense_op(layer, in_shape)
-    return sum(o.macs() for o in ([op] if choice == DENSE else low_rank_pair(op, int(choice))))

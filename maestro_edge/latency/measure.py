@@ -12,6 +12,7 @@ import random
 import statistics
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
@@ -97,23 +98,44 @@ def time_programs(programs: dict[str, tuple[bytes, InputSpec]], protocol: Protoc
         runtime = Runtime.get()
         for name, (buffer, shape) in programs.items():
             loaded[name] = (runtime.load_program(buffer).load_method("forward"), inputs_for(shape, generator))
-    for method, inputs in loaded.values():
+
+    def warm_up(name: str) -> None:
+        method, inputs = loaded[name]
         for _ in range(protocol.warmup):
             method.execute(inputs)
-    medians: dict[str, list[float]] = {name: [] for name in loaded}
-    order = list(loaded)
+
+    def one_round(name: str, _round: int) -> list[int]:
+        method, inputs = loaded[name]
+        samples = []
+        for _ in range(protocol.calls):
+            start = time.perf_counter_ns()
+            method.execute(inputs)
+            samples.append(time.perf_counter_ns() - start)
+        return samples
+
+    medians = interleaved_rounds(list(loaded), protocol, one_round, warm_up, per_ms=1e6)
+    return {name: summarize(values) for name, values in medians.items()}
+
+
+def interleaved_rounds(names: list[str], protocol: Protocol, one_round: Callable[[str, int], list[float]],
+                       warm_up: Callable[[str], None] | None = None, per_ms: float = 1.0) -> dict[str, list[float]]:
+    """The timing protocol, wherever the programs run (this process, a phone's runner): ``warm_up(name)`` for
+    every name first (where warm-up is a separate step), then ``protocol.rounds`` rounds, each visiting every
+    name once in a fresh order shuffled from ``protocol.seed``. ``one_round(name, round)`` runs the program
+    ``protocol.calls`` times and returns those times (``per_ms`` units to a millisecond); the round keeps their
+    median. Returns each name's round medians in ms, for :func:`summarize`. devices/agent.py does the same on a
+    remote target with its own copy: it is a standalone script."""
+    if warm_up is not None:
+        for name in names:
+            warm_up(name)
+    medians: dict[str, list[float]] = {name: [] for name in names}
+    order = list(names)
     shuffle = random.Random(protocol.seed)
-    for _ in range(protocol.rounds):
+    for r in range(protocol.rounds):
         shuffle.shuffle(order)
         for name in order:
-            method, inputs = loaded[name]
-            samples = []
-            for _ in range(protocol.calls):
-                start = time.perf_counter_ns()
-                method.execute(inputs)
-                samples.append(time.perf_counter_ns() - start)
-            medians[name].append(statistics.median(samples) / 1e6)
-    return {name: summarize(values) for name, values in medians.items()}
+            medians[name].append(statistics.median(one_round(name, r)) / per_ms)
+    return medians
 
 
 def summarize(round_medians_ms: list[float]) -> Timing:

@@ -1,4 +1,4 @@
-"""Probes: one micro-model per (layer, option), with the layer's real input shape; and their export.
+"""Probes: one micro-model per (layer, option), with the layer's real input shape; their export and MAC counts.
 
 ONNX probes use the TorchScript exporter (``dynamo=False``, opset 18): over the 46 probes of the
 default model it took 1.3 s against 34 s for the dynamo exporter, with bit-identical onnxruntime
@@ -20,7 +20,9 @@ from torch import nn
 
 from maestro_edge._quiet import quiet
 from maestro_edge.errors import ExportError
+from maestro_edge.latency.estimated import dense_op
 from maestro_edge.latency.measure import inputs_for
+from maestro_edge.latency.ops import low_rank_pair
 from maestro_edge.lod.grid import DENSE, rank_grid
 from maestro_edge.lod.layers import lod_layers
 
@@ -126,6 +128,13 @@ def macs(module: nn.Module, shape: tuple[int, ...]) -> int:
         for h in hooks:
             h.remove()
     return total[0]
+
+
+def layer_macs_total(layer, in_shape: tuple[int, ...], choice: int | str) -> int:
+    """Multiply-accumulates of one layer at ``choice`` for a batch-1 input of ``in_shape``, as the estimator sees
+    the layer (latency/estimated.py:dense_op): its probe's arithmetic, without running it."""
+    op = dense_op(layer, in_shape)
+    return sum(o.macs() for o in ([op] if choice == DENSE else low_rank_pair(op, int(choice))))
 
 
 def call_bound_ms(module: nn.Module, shape: tuple[int, ...]) -> float:

@@ -3,15 +3,13 @@
 Measured tables are built layer by layer by one implementation, :func:`measure_table`, whatever the
 target: a :class:`Timer` says how a batch of probe modules is timed there (in this process for the
 host, through a transport and the agent for a remote target, see latency/remote.py). Each finished
-layer is appended to a journal beside the table, so an interrupted profile (Ctrl-C, kill -9, a
-dropped connection) resumes where it stopped and loses nothing; the table itself is written
-atomically at the end and the journal deleted.
+layer is appended to a journal beside the table (latency/journal.py), so an interrupted profile
+(Ctrl-C, kill -9, a dropped connection) resumes where it stopped and loses nothing; the table itself
+is written atomically at the end and the journal deleted.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import platform
 import time
 from abc import ABC, abstractmethod
@@ -22,11 +20,11 @@ from typing import Callable
 import torch
 from torch import nn
 
-from maestro_edge import validate
 from maestro_edge._quiet import quiet
 from maestro_edge.devices.profile import DeviceProfile
 from maestro_edge.errors import ProfileError
 from maestro_edge.latency.calibration import CALL, PLANS, calibrate, trusted_overhead
+from maestro_edge.latency.journal import append_journal, canonical, journal_path, read_journal
 from maestro_edge.latency.load import LoadCheck, LoadMonitor
 from maestro_edge.latency.measure import Protocol, Timing, inputs_for, kind_of, time_programs
 from maestro_edge.latency.probes import (DENSE, call_probe, layer_input_shapes, layer_options, probe_module,
@@ -66,6 +64,19 @@ class Timer(ABC):
         """What watches the target's load while it is profiled; None where it cannot be seen from here."""
         return None
 
+    def time_model(self, module: nn.Module, program: bytes, inputs: tuple, protocol: Protocol) -> Timing:
+        """An exported model on the target; ``program`` is its .pte, which a timer in another format exports again
+        from ``module``."""
+        return self.time({"model": (module, inputs)}, protocol, "model")["model"]
+
+    @property
+    def started(self) -> bool:
+        """Whether the target answered (before that, a failure leaves nothing to resume)."""
+        return True
+
+    def cleanup(self) -> None:
+        """Remove what this timer left on the target; best effort."""
+
 
 # ------------------------------------------------------------------------------------------ host
 
@@ -104,6 +115,9 @@ class HostTimer(Timer):
 
     def load_monitor(self, threads: int) -> LoadMonitor | None:
         return LoadMonitor(threads)
+
+    def time_model(self, module: nn.Module, program: bytes, inputs: tuple, protocol: Protocol) -> Timing:
+        return time_programs({"model": (program, inputs)}, protocol)["model"]   # the very program, not a re-export
 
 
 def measure_host_table(ckpt: LoDCheckpoint, profile: DeviceProfile, protocol: Protocol | None = None,
@@ -155,7 +169,7 @@ def _measure_table(ckpt: LoDCheckpoint, profile: DeviceProfile, timer: Timer, pr
     digest = ckpt.digest()
     journal = journal_path(table_path)
     device = timer.fingerprint()
-    setup = _canonical({"model_digest": digest, "runtime": profile.runtime, "threads": protocol.threads,
+    setup = canonical({"model_digest": digest, "runtime": profile.runtime, "threads": protocol.threads,
                         "protocol": protocol.to_dict(), "fingerprint": device})
     layers = lod_layers(ckpt.model)
     # a record missing one of a layer's options is not complete: that layer is measured again
@@ -245,75 +259,6 @@ def layer_latency(entry: dict) -> LayerLatency:
 def _minus(timing: dict, call_ms: float) -> dict:
     """Layer time without the per-call cost, never below zero (noise can make tiny layers dip)."""
     return {**timing, **{k: max(0.0, timing[k] - call_ms) for k in ("p50_ms", "p90_ms", "min_ms")}}
-
-
-# --------------------------------------------------------------------------------------- journal
-
-
-def journal_path(table_path: Path) -> Path:
-    return Path(table_path).with_suffix(".partial.jsonl")
-
-
-def _canonical(obj):
-    """``obj`` as it reads back from JSON (tuples become lists), so setups compare equal."""
-    return json.loads(json.dumps(obj, sort_keys=True))
-
-
-def read_journal(journal: Path, setup: dict, options: dict[str, list[str]] | None = None) -> dict:
-    """layer -> entry for every well-formed record made under ``setup`` (later records win).
-
-    A line cut short by a kill, made under another setup, or malformed (an option missing, a timing that
-    is not a number) is ignored: that layer is measured again. ``options``: layer -> the option keys
-    (``str(c) for c in layer_options(layer)``) a complete entry holds, besides the call probe.
-    """
-    done = {}
-    try:
-        text = journal.read_text(errors="replace") if journal.is_file() else ""
-    except OSError:   # unreadable: measure everything again
-        text = ""
-    for line in text.splitlines():
-        try:
-            record = validate.parse_json(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(record, dict) and record.get("setup") == setup and _well_formed(record, options):
-            done[record["layer"]] = record["timings"]
-    return done
-
-
-def _well_formed(record: dict, options: dict[str, list[str]] | None) -> bool:
-    """A record ``layer_latency`` can read: dense and rank options (positive integers) each with a p50 and
-    a p90 that are finite numbers >= 0; with ``options``, exactly the layer's options and the call probe."""
-    layer, timings = record.get("layer"), record.get("timings")
-    if not isinstance(layer, str) or not isinstance(timings, dict) or DENSE not in timings:
-        return False
-    if options is not None and set(timings) != {*options.get(layer, ()), CALL}:
-        return False
-    try:
-        for option, timing in timings.items():
-            if option not in (DENSE, CALL) and not (option.isdecimal() and int(option) >= 1):
-                return False
-            for key in ("p50_ms", "p90_ms"):
-                validate.number(validate.require(validate.table(timing, option), key), key, low=0.0)
-    except validate.FieldError:
-        return False
-    return True
-
-
-def append_journal(journal: Path, setup: dict, layer: str, timings: dict) -> None:
-    """Append one record as one write of one line, synced; first end a line a kill left unfinished."""
-    journal.parent.mkdir(parents=True, exist_ok=True)
-    line = json.dumps({"setup": setup, "model_digest": setup["model_digest"], "layer": layer,
-                       "timings": timings}) + "\n"
-    fd = os.open(journal, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        size = os.fstat(fd).st_size
-        if size and os.pread(fd, 1, size - 1) != b"\n":
-            line = "\n" + line
-        os.write(fd, line.encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # ------------------------------------------------------------------------------------- estimated

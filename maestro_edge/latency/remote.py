@@ -1,7 +1,8 @@
-"""Measure a LatencyTable on a remote target: probes exported here, timed there by the agent.
+"""Time probes on a target through the agent: exported here, run there by ``devices/agent.py``.
 
-Same table, same journal, same call-cost subtraction and calibration as the host path (all of that
-is :func:`maestro_edge.latency.profile.measure_table`); only the :class:`RemoteTimer` differs:
+latency/runtimes.py picks this timer for a target that runs python (ssh, or the host with --python) and
+latency/target.py opens it. Same table, same journal, same call-cost subtraction and calibration as the
+host path (all of that is :func:`maestro_edge.latency.profile.measure_table`); only the timer differs:
 
 1. once per run: push ``devices/agent.py`` and run ``<python> agent.py --check`` there: the runtime
    imports, and the target's fingerprint (which keys the journal) comes back;
@@ -35,19 +36,15 @@ from __future__ import annotations
 import json
 import posixpath
 import secrets
-import sys
 import tempfile
 import zipfile
 from pathlib import Path
 
-from maestro_edge.devices.profile import DeviceProfile
-from maestro_edge.devices.transports import AdbTransport, LocalTransport, SshTransport, Transport, make_transport
-from maestro_edge.errors import ProfileError, TransportError, UsageError
+from maestro_edge.devices.transports import Transport
+from maestro_edge.errors import TransportError, UsageError
 from maestro_edge.latency.measure import Protocol, Timing, inputs_for, kind_of, summarize
 from maestro_edge.latency.probes import call_bound_ms, export_probe
-from maestro_edge.latency.profile import Modules, Progress, Timer, measure_table
-from maestro_edge.latency.table import LatencyTable
-from maestro_edge.lod.checkpoint import LoDCheckpoint
+from maestro_edge.latency.profile import Modules, Timer
 
 AGENT = Path(__file__).resolve().parents[1] / "devices" / "agent.py"
 AGENT_RUNTIMES = {"onnxruntime": "onnxruntime", "executorch-xnnpack": "executorch"}   # profile -> agent
@@ -59,95 +56,18 @@ CHECK_TIMEOUT_S = 180.0    # the pre-flight `agent.py --check` (imports the runt
 SAFETY = 3.0
 
 
-def measure_remote_table(ckpt: LoDCheckpoint, profile: DeviceProfile, transport: Transport,
-                         protocol: Protocol | None = None, table_path: Path | None = None,
-                         progress: Progress | None = None, python: str = "python3",
-                         runner: str | Path | None = None) -> LatencyTable:
-    """Measure ``ckpt``'s layer options on the target behind ``transport``; save and return the table.
-
-    ``python`` is the interpreter on the target that has the profile's runtime installed
-    (``onnxruntime``, or ``executorch`` + torch): a command name looked up on the target's PATH
-    (``python3``), an absolute path, or — over ssh — a path relative to the login's home
-    (``venv/bin/python``; ``~/venv/bin/python`` means the same). Over adb there is no python:
-    ``runner`` is the local path of an ExecuTorch ``executor_runner`` built for the phone (see
-    latency/android.py). Resumable exactly like the host path: a rerun after a kill or a
-    TransportError skips the layers already in the journal. The caller owns ``transport`` (and
-    closes it); the run removes its files from the target's workdir when it ends.
-    """
-    protocol = protocol or Protocol(threads=profile.threads)
-    timer = timer_for(transport, profile, protocol.threads, python, runner)
-    try:
-        return measure_table(ckpt, profile, timer, protocol, table_path, progress)
-    except TransportError as e:
-        if not timer.started:   # failed before measuring anything: nothing to resume
-            raise
-        raise TransportError(f"{e} (layers measured so far are kept; run the profile again to resume)") from None
-    finally:
-        timer.cleanup()
-
-
-def measure_device_table(ckpt: LoDCheckpoint, profile: DeviceProfile, *, host: str | None = None,
-                         port: int | None = None, identity: str | None = None, serial: str | None = None,
-                         python: str | None = None, runner: str | Path | None = None,
-                         protocol: Protocol | None = None, table_path: Path | None = None,
-                         progress: Progress | None = None, allow_busy: bool = False) -> LatencyTable:
-    """Measure on whatever ``profile`` names: the CLI's one entry point for ``maestro-edge profile``.
-
-    A local ExecuTorch profile is timed in this process (:func:`measure_host_table`); a local
-    onnxruntime profile through the agent in a subprocess (``python`` defaults to this interpreter);
-    an ssh profile on ``host`` (``port``, ``identity`` optional; ``python`` defaults to ``python3``);
-    an adb profile on the phone ``serial`` (optional when one phone is attached) with ``runner``, the
-    ExecuTorch runner built for it. The transport is opened and closed here.
-    """
-    from maestro_edge.latency.profile import measure_host_table
-
-    ssh_only = {"--host": host, "--port": port, "--identity": identity}
-    if profile.transport != "ssh" and any(v is not None for v in ssh_only.values()):
-        flags = ", ".join(k for k, v in ssh_only.items() if v is not None)
-        raise UsageError(f"{flags}: only for ssh devices; {profile.name} is reached over {profile.transport}")
-    for flag, value in (("--serial", serial), ("--runner", runner)):
-        if profile.transport != "adb" and value is not None:
-            raise UsageError(f"{flag}: only for adb devices; {profile.name} is reached over {profile.transport}")
-    if profile.transport == "adb" and python is not None:
-        raise UsageError(f"--python: a phone has no python; {profile.name} is timed with --runner, the "
-                         "ExecuTorch runner built for it (docs/adb.md)")
-    if profile.is_host:
-        if profile.runtime == "executorch-xnnpack" and python is None:
-            return measure_host_table(ckpt, profile, protocol, table_path, progress, allow_busy)
-        with LocalTransport() as t:
-            return measure_remote_table(ckpt, profile, t, protocol, table_path, progress, python or sys.executable)
-    options = {k: v for k, v in (("port", port), ("identity", identity)) if v is not None}
-    with make_transport(profile.transport, host=host, serial=serial, **options) as t:
-        return measure_remote_table(ckpt, profile, t, protocol, table_path, progress, python or "python3", runner)
-
-
-def timer_for(transport: Transport, profile: DeviceProfile, threads: int, python: str,
-              runner: str | Path | None) -> Timer:
-    """The agent over ssh (or locally), the user's ExecuTorch runner over adb."""
-    if isinstance(transport, AdbTransport):
-        from maestro_edge.latency.android import RunnerTimer
-
-        if profile.runtime != "executorch-xnnpack":
-            raise ProfileError(f"device profile {profile.name}: runtime {profile.runtime!r} cannot be measured over "
-                               "adb; a phone runs executorch-xnnpack programs with executor_runner")
-        return RunnerTimer(transport, runner, threads, profile.name)
-    if runner is not None:
-        raise UsageError(f"--runner: only for adb devices; {profile.name} is reached over {transport.name}")
-    if profile.runtime not in AGENT_RUNTIMES:
-        raise ProfileError(f"device profile {profile.name}: runtime {profile.runtime!r} cannot be measured remotely; "
-                           f"expected one of {', '.join(AGENT_RUNTIMES)}")
-    return RemoteTimer(transport, profile.runtime, threads, python)
-
-
 # ----------------------------------------------------------------------------------------- timer
 
 
 class RemoteTimer(Timer):
     """Times probe batches on a target through ``transport`` with the agent script."""
 
-    def __init__(self, transport: Transport, runtime: str, threads: int, python: str = "python3"):
+    def __init__(self, transport: Transport, runtime: str, threads: int, python: str | None = None):
+        """``python``: the interpreter on the target that has the runtime (default: the transport's, python3 on a
+        remote target): a command on its PATH, an absolute path, or ``~/venv/bin/python``."""
         if runtime not in AGENT_RUNTIMES:
             raise UsageError(f"runtime {runtime!r} cannot be measured remotely; expected one of {', '.join(AGENT_RUNTIMES)}")
+        python = python or transport.python
         self.transport, self.runtime, self.threads = transport, runtime, threads
         self.python = interpreter(transport, python)
         self.python_given = python
@@ -279,12 +199,7 @@ def interpreter(transport: Transport, python: str) -> str:
         raise UsageError(f"the remote python must be a command or path, got {python!r}")
     if python.startswith("-"):
         raise UsageError(f"the remote python {python!r} starts with '-'; give a command or a path")
-    if python.startswith("~/"):
-        if isinstance(transport, SshTransport):
-            return python[2:]            # ssh runs the command in the login's home
-        if isinstance(transport, LocalTransport):
-            return str(Path(python).expanduser())
-    return python
+    return transport.home_path(python)
 
 
 def target_name(transport: Transport) -> str:

@@ -192,3 +192,20 @@ def cached_table_path(profile: DeviceProfile, model_digest: str) -> Path:
     """The cached measured table of this model on this device: keyed by the device's name (to be read by
     people), its profile's content and the model."""
     return cache_dir() / "latency" / f"{profile.name}-{profile_digest(profile)}-{model_digest}.json"
+
+
+def load_table(path: Path, ckpt, profile: DeviceProfile) -> LatencyTable:
+    """A latency table from a file, refused unless it was made for ``ckpt`` (a LoDCheckpoint) and this device."""
+    from maestro_edge.lod.layers import lod_layers   # torch: imported only once there is a model
+
+    table = LatencyTable.load(path)
+    if table.model_digest != ckpt.digest():
+        raise TableError(f"latency table {path} was made for another model (digest {table.model_digest}, this "
+                         f"model is {ckpt.digest()}); profile this model with 'maestro-edge profile'")
+    if table.device != profile.name:
+        raise TableError(f"latency table {path} was made for device {table.device!r}, not {profile.name!r}; pass "
+                         f"--device {table.device}, or profile {profile.name} with 'maestro-edge profile'")
+    missing = set(lod_layers(ckpt.model)) - set(table.layers)
+    if missing:
+        raise TableError(f"latency table {path} lacks layers {', '.join(sorted(missing))}; profile again")
+    return table

@@ -167,8 +167,8 @@ def _artifacts_cell(fit: Fit) -> str:
         return '<span class="none">none listed</span>'
     parts = []
     for a in fit.artifacts:
-        sha = a["sha256"][:12] if a["sha256"] else "no sha256"
-        parts.append(f"<code>{_e(a['path'])}</code> {_e(_size(a['size_bytes']))} · <code>{_e(sha)}</code>")
+        sha = a.sha256[:12] if a.sha256 else "no sha256"
+        parts.append(f"<code>{_e(a.path)}</code> {_e(_size(a.size_bytes))} · <code>{_e(sha)}</code>")
     return "<br>".join(parts)
 
 
@@ -179,17 +179,16 @@ def _table(fits: list[Fit]) -> str:
     rows = []
     for f in fits:
         threads = "threads unknown" if f.threads is None else f"{f.threads} thread{'s' if f.threads != 1 else ''}"
-        predicted = f"{_e(_ms(f.predicted_ms))}{_tag('estimated')}{_band(f.record)}"
+        predicted = f"{_e(_ms(f.predicted_ms))}{_tag('estimated')}{_band(f)}"
         if f.is_measured:
-            p90 = f.record.get("measured_p90_ms")
+            p90 = f.measured_p90_ms
             measured = (f"median {_e(_ms(f.measured_ms))}{_tag('measured')}"
                         + (f"<br><small>p90 {_e(_ms(p90))}</small>" if isinstance(p90, (int, float)) else ""))
         else:
             measured = '<span class="none">not measured</span>'
         delta = (f.accuracy - f.dense_accuracy) * 100
         delta_text = "±0.00" if abs(delta) < 0.005 else f"{delta:+.2f}"
-        interval = _interval(f.record.get("scores", {}).get("fitted") if isinstance(f.record.get("scores"), dict)
-                             else None)
+        interval = _interval(f.scores.get("fitted") if isinstance(f.scores, dict) else None)
         rows.append(
             f'<tr><td>{_e(f.device)}</td><td class="nw">{_e(f.runtime)}<br>{_e(threads)}</td>'
             f'<td class="num">{_e(_ms(f.budget_ms))}</td><td class="num">{predicted}</td>'
@@ -200,9 +199,9 @@ def _table(fits: list[Fit]) -> str:
     return f'<div class="scroll"><table id="fits">{head}{"".join(rows)}</table></div>'
 
 
-def _band(record: dict) -> str:
+def _band(fit: Fit) -> str:
     """An estimate's error band, where fit.json has one: '<br>band 15.4-22.5 ms'."""
-    low, high = record.get("predicted_low_ms"), record.get("predicted_high_ms")
+    low, high = fit.predicted_low_ms, fit.predicted_high_ms
     if not (isinstance(low, (int, float)) and isinstance(high, (int, float))):
         return ""
     return f"<br><small>band {low:.3g}–{high:.3g} ms</small>"
@@ -218,9 +217,8 @@ def _interval(score) -> str:
     return f"<br><small>95% {low * 100:.1f}–{high * 100:.1f}%, n={_e(score.get('samples'))}</small>"
 
 
-def _delegation(record: dict) -> str:
+def _delegation(d) -> str:
     """'XNNPACK: 3 delegate calls; on portable kernels: 2 ops (aten.upsample..)' from fit.json's delegation."""
-    d = record.get("delegation")
     if not isinstance(d, dict):
         return '<span class="none">not recorded</span>'
     ops = d.get("undelegated_ops") if isinstance(d.get("undelegated_ops"), dict) else {}
@@ -235,17 +233,17 @@ def _layer_latency(fits: list[Fit]) -> str:
     """Per fit, the chosen rank and the table's latency of each layer, and the overhead term."""
     blocks = []
     for f in fits:
-        layer_ms = f.record.get("layer_ms")
+        layer_ms = f.layer_ms
         if not isinstance(layer_ms, dict):
             continue
         rows = "".join(
             f'<tr><td><code>{_e(name)}</code></td><td class="num">{_e(f.ranks.get(name, "?"))}</td>'
             f'<td class="num">{ms:.4g}</td></tr>' for name, ms in layer_ms.items() if isinstance(ms, (int, float)))
-        overhead = f.record.get("overhead_ms")
+        overhead = f.overhead_ms
         if isinstance(overhead, (int, float)):
             rows += f'<tr><td><i>everything else (overhead term)</i></td><td></td><td class="num">{overhead:.4g}</td></tr>'
         blocks.append(f"<details><summary>{_e(_fit_name(f, fits))}: {_e(_ms(f.predicted_ms))} predicted "
-                      f"({_e(f.latency_source)} table) · {_delegation(f.record)}</summary>"
+                      f"({_e(f.latency_source)} table) · {_delegation(f.delegation)}</summary>"
                       f'<table class="layers"><tr><th>layer</th><th>rank</th><th>ms</th></tr>{rows}</table></details>')
     if not blocks:
         return '<p class="none">No fit.json here records per-layer latency (written by maestro-edge fit since 2026-12-06).</p>'

@@ -303,3 +303,8 @@ def train_lod(model: nn.Module, data: ImageData, recipe: Recipe,
         set_constant_shapes(model, False)
         set_compose_weights(model, False)
     return metrics
+
+
+def diverging(before: dict, after: dict) -> bool:
+    """An epoch (its metrics) that more than doubled the train loss (or made it NaN) and lost validation accuracy."""
+    return not after["train_loss"] <= 2 * before["train_loss"] and not after["val_accuracy"] >= before["val_accuracy"]

@@ -340,8 +340,9 @@ def test_fit_json_export_plan(capsys, scratch, good_fit, data):
 def journal_lines(tmp_path_factory) -> list[str]:
     """The journal of a profile of the digits model interrupted after its last layer (scripted timings)."""
     from maestro_edge.errors import TransportError
+    from maestro_edge.latency.journal import journal_path
     from maestro_edge.latency.measure import QUICK
-    from maestro_edge.latency.profile import journal_path, measure_table
+    from maestro_edge.latency.profile import measure_table
     from maestro_edge.lod.checkpoint import LoDCheckpoint
     from maestro_edge.lod.layers import lod_layers
     from tests.latency.test_profile_resume import PROFILE, ScriptedTimer
@@ -357,8 +358,9 @@ def journal_lines(tmp_path_factory) -> list[str]:
 @fuzz(15)
 def test_journal(scratch, journal_lines, data):
     """A damaged journal line is ignored and its layer measured again: never a crash, and the table loads."""
+    from maestro_edge.latency.journal import journal_path
     from maestro_edge.latency.measure import QUICK
-    from maestro_edge.latency.profile import journal_path, measure_table
+    from maestro_edge.latency.profile import measure_table
     from maestro_edge.latency.table import LatencyTable
     from maestro_edge.lod.checkpoint import LoDCheckpoint
     from tests.latency.test_profile_resume import PROFILE, ScriptedTimer
@@ -377,9 +379,10 @@ def test_journal(scratch, journal_lines, data):
 
 
 def test_a_journal_record_missing_an_option_is_measured_again(tmp_path, journal_lines):
+    from maestro_edge.latency.journal import journal_path
     from maestro_edge.latency.measure import QUICK
     from maestro_edge.latency.probes import layer_options
-    from maestro_edge.latency.profile import journal_path, measure_table
+    from maestro_edge.latency.profile import measure_table
     from maestro_edge.lod.checkpoint import LoDCheckpoint
     from maestro_edge.lod.layers import lod_layers
     from tests.latency.test_profile_resume import PROFILE, ScriptedTimer

@@ -181,7 +181,7 @@ def test_deep_fit_json_in_report(capsys, tmp_path):
 # -- the profiling journal ----------------------------------------------------------------------------------------
 
 def test_read_journal_ignores_malformed_records(tmp_path):
-    from maestro_edge.latency.profile import append_journal, read_journal
+    from maestro_edge.latency.journal import append_journal, read_journal
 
     journal, setup = tmp_path / "t.partial.jsonl", {"model_digest": "abc"}
     timing = {"p50_ms": 1.0, "p90_ms": 1.2, "min_ms": 0.9, "rounds": 5}

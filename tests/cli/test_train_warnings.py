@@ -1,6 +1,6 @@
 """train's divergence warning: when an epoch counts as diverging."""
 
-from maestro_edge.cli import diverging
+from maestro_edge.train.loop import diverging
 
 
 def epoch(loss, acc):

@@ -22,11 +22,11 @@ from maestro_edge.cli import main
 from maestro_edge.devices.profile import find_profile
 from maestro_edge.devices.transports import AdbTransport
 from maestro_edge.errors import TransportError, UsageError
+from maestro_edge.latency.journal import journal_path
 from maestro_edge.latency.measure import Protocol
 from maestro_edge.latency.probes import DENSE, layer_options
-from maestro_edge.latency.profile import journal_path
-from maestro_edge.latency.remote import measure_device_table, measure_remote_table
 from maestro_edge.latency.table import LatencyTable
+from maestro_edge.latency.target import Target, measure_remote_table
 from maestro_edge.lod.checkpoint import LoDCheckpoint
 from maestro_edge.lod.factorize import FactorizeConfig, factorize_
 from maestro_edge.lod.layers import lod_layers
@@ -195,16 +195,19 @@ def test_runner_that_cannot_start_on_the_phone(ckpt, fake_adb, tmp_path):
 
 
 def test_a_runner_is_required_and_must_exist(ckpt, tmp_path):
+    def measure(profile, **flags):
+        return Target.resolve(profile, **flags).measure_table(ckpt, table_path=tmp_path / "t.json")
+
     with pytest.raises(UsageError) as error:
-        measure_device_table(ckpt, PIXEL7, serial="FAKE0001", table_path=tmp_path / "t.json")
+        measure(PIXEL7, serial="FAKE0001")
     assert "pixel7" in str(error.value) and "--runner" in str(error.value) and "docs/adb.md" in str(error.value)
     for bad, words in [(tmp_path / "nope", "does not exist"), (tmp_path, "is a folder")]:
         with pytest.raises(UsageError, match=words):
-            measure_device_table(ckpt, PIXEL7, runner=bad, table_path=tmp_path / "t.json")
+            measure(PIXEL7, runner=bad)
     with pytest.raises(UsageError, match="--runner: only for adb devices"):
-        measure_device_table(ckpt, find_profile("host"), runner=tmp_path / "x", table_path=tmp_path / "t.json")
+        measure(find_profile("host"), runner=tmp_path / "x")
     with pytest.raises(UsageError, match="--python: a phone has no python"):
-        measure_device_table(ckpt, PIXEL7, runner=tmp_path / "x", python="python3", table_path=tmp_path / "t.json")
+        measure(PIXEL7, runner=tmp_path / "x", python="python3")
 
 
 @pytest.fixture
@@ -234,7 +237,7 @@ def test_cli_profile_without_runner_says_what_to_build(capsys, adb_on_path, ckpt
     assert code == 2 and "does not exist" in line
     code, line = cli(capsys, "fit", "--device", "host", "--ms", "1", "--runner", str(tmp_path / "r"),
                      "--out", str(tmp_path / "o"))
-    assert code == 2 and "--serial/--runner need exactly one --device reached over adb" in line
+    assert code == 2 and "--runner: only for adb devices; host is reached over local" in line
     assert not (tmp_path / "o").exists()
 
 
@@ -251,19 +254,17 @@ def test_cli_profile_without_a_usable_phone(capsys, adb_on_path, runner, ckpt, t
 
 def test_fit_measures_on_the_phone_when_a_runner_is_given(tmp_path, fake_adb):
     """fit's closed loop: an adb device with a runner gets a RunnerTimer (lazy: nothing runs until used)."""
-    import contextlib
-
-    from maestro_edge.cli import _remote_timer
     from maestro_edge.latency.android import RunnerTimer
 
     runner = tmp_path / "executor_runner"
     runner.write_text("#!/bin/sh\n")
-    with contextlib.ExitStack() as stack:
-        timer = _remote_timer(stack, PIXEL7, {"runner": str(runner), "serial": "FAKE0001"})
+    with Target.resolve(PIXEL7, runner=str(runner), serial="FAKE0001").timer_if_measurable() as timer:
         assert isinstance(timer, RunnerTimer) and timer.threads == 4 and timer.transport.serial == "FAKE0001"
-        assert _remote_timer(stack, PIXEL7, {}) is None, "no runner: fit uses the table's prediction only"
-        with pytest.raises(UsageError, match="--runner"):
-            _remote_timer(stack, PIXEL7, {"serial": "FAKE0001"})
+    with Target.resolve(PIXEL7).timer_if_measurable() as timer:
+        assert timer is None, "no runner: fit uses the table's prediction only"
+    with pytest.raises(UsageError, match="--runner"):
+        with Target.resolve(PIXEL7, serial="FAKE0001").timer_if_measurable():
+            pass
 
 
 def test_warm_up_executions_are_dropped_and_each_round_keeps_its_median(tmp_path, monkeypatch):

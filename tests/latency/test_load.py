@@ -72,8 +72,9 @@ def _scripted():
 
 def test_a_busy_profile_is_refused_or_flagged(tiny_checkpoint, tmp_path):
     from maestro_edge.errors import ProfileError
+    from maestro_edge.latency.journal import journal_path
     from maestro_edge.latency.measure import QUICK
-    from maestro_edge.latency.profile import journal_path, measure_table
+    from maestro_edge.latency.profile import measure_table
     from maestro_edge.lod.checkpoint import LoDCheckpoint
 
     profile, quiet_timer, busy_timer = _scripted()

@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 
 from maestro_edge.errors import UsageError
+from maestro_edge.latency.journal import journal_path
 from maestro_edge.latency.measure import QUICK
-from maestro_edge.latency.profile import journal_path, measure_table
+from maestro_edge.latency.profile import measure_table
 from maestro_edge.latency.table import LatencyTable
 from maestro_edge.lod.checkpoint import LoDCheckpoint
 from maestro_edge.lod.layers import lod_layers

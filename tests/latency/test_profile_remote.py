@@ -20,7 +20,8 @@ from maestro_edge.devices.transports import AdbTransport, LocalTransport, SshTra
 from maestro_edge.errors import ProfileError, TransportError, UsageError
 from maestro_edge.latency.measure import QUICK, Protocol
 from maestro_edge.latency.probes import call_bound_ms, export_probe, macs
-from maestro_edge.latency.remote import STARTUP_S, agent_timeout_s, interpreter, measure_remote_table
+from maestro_edge.latency.remote import STARTUP_S, agent_timeout_s, interpreter
+from maestro_edge.latency.target import Target, measure_remote_table
 from maestro_edge.lod.checkpoint import LoDCheckpoint
 from maestro_edge.lod.layers import lod_layers
 
@@ -170,20 +171,16 @@ def _profile(transport, runtime="onnxruntime"):
     ("ssh", {}, "needs a host"),
     ("adb", {"serial": "X1"}, "needs an ExecuTorch runner"),
 ])
-def test_measure_device_table_refuses_flags_that_cannot_work(ckpt, tmp_path, transport, kwargs, message):
-    from maestro_edge.latency.remote import measure_device_table
-
+def test_a_target_refuses_flags_that_cannot_work(ckpt, tmp_path, transport, kwargs, message):
     with pytest.raises(UsageError, match=message):
         runtime = "executorch-xnnpack" if transport == "adb" else "onnxruntime"
-        measure_device_table(ckpt, _profile(transport, runtime), table_path=tmp_path / "t.json", **kwargs)
+        Target.resolve(_profile(transport, runtime), **kwargs).measure_table(ckpt, table_path=tmp_path / "t.json")
 
 
 @pytest.mark.slow
-def test_measure_device_table_local_onnxruntime_goes_through_the_agent(ckpt, tmp_path):
-    from maestro_edge.latency.remote import measure_device_table
-
-    table = measure_device_table(ckpt, _profile("local"), protocol=Protocol(warmup=1, rounds=2, calls=2),
-                                 table_path=tmp_path / "t.json")
+def test_a_local_onnxruntime_target_goes_through_the_agent(ckpt, tmp_path):
+    table = Target.resolve(_profile("local")).measure_table(ckpt, protocol=Protocol(warmup=1, rounds=2, calls=2),
+                                                            table_path=tmp_path / "t.json")
     assert table.provenance["transport"] == "local" and table.provenance["fingerprint"]["runtime"] == "onnxruntime"
     assert table.provenance["python"] == sys.executable
     assert set(table.layers) == set(lod_layers(ckpt.model))

@@ -9,13 +9,14 @@ import pytest
 from maestro_edge.devices.profile import DeviceProfile
 from maestro_edge.errors import TransportError
 from maestro_edge.latency.calibration import CALL, MODEL, trusted_overhead
+from maestro_edge.latency.journal import append_journal, journal_path, read_journal
 from maestro_edge.latency.measure import QUICK, Timing, kind_of
 from maestro_edge.latency.probes import DENSE, layer_options
-from maestro_edge.latency.profile import Timer, append_journal, journal_path, measure_table, read_journal
+from maestro_edge.latency.profile import Timer, measure_table
 from maestro_edge.latency.table import LatencyTable
 from maestro_edge.lod.checkpoint import LoDCheckpoint
-from maestro_edge.progress import Eta, format_duration
 from maestro_edge.lod.layers import lod_layers
+from maestro_edge.progress import Eta, format_duration
 
 PROFILE = DeviceProfile.from_dict({"schema_version": 1, "name": "fake", "runtime": "onnxruntime", "threads": 1,
                                    "precision": "fp32", "transport": "ssh", "latency_source": "measured"})

@@ -55,7 +55,7 @@ def test_load_fits_reads_every_fit_sorted_and_skips_staging_folders(sweep):
     assert host.ranks["features.0.0"] == "dense" and host.ranks["features.3.0"] == 184
     assert host.label == "host-0.15ms" and host.threads == 1 and rpi4.runtime == "onnxruntime"
     assert len(fits[0].baselines) == 3 and fits[0].max_ranks["features.3.0"] == 576
-    assert rpi4.baselines == () and rpi4.max_ranks == {}
+    assert rpi4.baselines == [] and rpi4.max_ranks == {}
 
 
 def test_load_fits_accepts_a_folder_that_is_itself_one_fit(tmp_path):

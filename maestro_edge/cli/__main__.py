@@ -1,0 +1,3 @@
+from maestro_edge.cli import main
+
+main()

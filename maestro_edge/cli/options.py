@@ -1,0 +1,76 @@
+"""What several commands share: options, the budget parser, progress output, the default model."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+
+
+@dataclass(frozen=True)
+class Defaults:
+    """What the command group hands its commands (``ctx.obj``)."""
+
+    model: Path   # the model a command loads without --model
+
+
+def default_model() -> Path:
+    """The embedded model (maestro_edge.cli.DEFAULT_MODEL, as the group read it for this run)."""
+    return click.get_current_context().find_root().obj.model
+
+
+def echo_progress(quiet: bool):
+    """Status lines and counted steps with an ETA on stderr; nothing with --quiet."""
+    from maestro_edge.progress import Reporter, TerminalReporter
+
+    return Reporter() if quiet else TerminalReporter()
+
+
+bundle_option = click.option(
+    "--bundle", is_flag=True,
+    help="Also write model.bpte: the .pte with 16 held-out inputs and expected outputs (ExecuTorch BundledProgram) "
+         "so the target can check itself.")
+
+
+def quality_options(command):
+    for option in reversed([
+        click.option("--eval", "eval_spec", default=None, metavar="MODULE:FUNCTION",
+                     help="Score each truncated model with your function of the model (returns a float, higher is "
+                          "better), importable from the current folder, e.g. myproject.evals:score."),
+        click.option("--calibrate", "calibrate_spec", default=None, metavar="MODULE:FUNCTION",
+                     help="With --eval: a function returning batches of model inputs to recalibrate BatchNorm on."),
+        click.option("--full-delegation", is_flag=True,
+                     help="Refuse a model with any op XNNPACK does not take (default: those run on ExecuTorch's "
+                          "portable CPU kernels, and fit.json lists them)."),
+    ]):
+        command = option(command)
+    return command
+
+
+def quality(ckpt, eval_spec, calibrate_spec):
+    """The user's --eval / --calibrate functions as fit's scorer (None: the checkpoint's default)."""
+    if calibrate_spec and not eval_spec:
+        raise click.BadParameter("--calibrate needs --eval (recalibrated BatchNorm only matters to a measured "
+                                 "metric); pass --eval too")
+    if not eval_spec:
+        return None
+    from maestro_edge.quality import UserMetric
+
+    return UserMetric.from_specs(ckpt, eval_spec, calibrate_spec)
+
+
+def parse_budgets(ctx, param, value):
+    """'20' or '10,15,20' -> [20.0] or [10.0, 15.0, 20.0], each a positive, finite number of ms."""
+    budgets = []
+    for part in value.split(","):
+        try:
+            budget = float(part)
+        except ValueError:
+            raise click.BadParameter(f"{part.strip()!r} is not a number of milliseconds (use e.g. 20 or 10,15,20)")
+        if not math.isfinite(budget) or budget <= 0:
+            raise click.BadParameter(f"the budget must be a positive number of milliseconds, got {part.strip()}")
+        budgets.append(budget)
+    return budgets
+
