@@ -54,7 +54,7 @@ def latency_table_for(ckpt: LoDCheckpoint, profile: DeviceProfile, progress: Pro
                       full_delegation: bool = False) -> LatencyTable:
     """The measured table cached for this device and model, else measure it (a device whose profile says its
     latencies are measured, reachable with what its profile says: the host), else estimate."""
-    path = cached_table_path(profile, ckpt.digest())
+    path = cached_table_path(profile, ckpt.latency_digest())
     if path.is_file():
         table = load_table(path, ckpt, profile)
         warning = busy_warning(table)

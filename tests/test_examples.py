@@ -27,7 +27,7 @@ def test_user_cnn_project(tmp_path):
 
     profiled = cli("profile", "--device", "host", "--model", str(model), "--quiet")
     assert profiled.returncode == 0, profiled.stderr
-    table = LatencyTable.load(cached_table_path(find_profile("host"), ckpt.digest()))
+    table = LatencyTable.load(cached_table_path(find_profile("host"), ckpt.latency_digest()))
     fastest = table.overhead_ms + sum(min(l.dense_ms, *l.rank_ms.values()) for l in table.layers.values())
     budget = round(fastest + 0.8 * (table.full_model_ms - fastest), 4)   # binding: the full model does not fit
 

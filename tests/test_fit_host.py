@@ -38,7 +38,7 @@ def host_table(tiny_checkpoint):
         main(main_args)
     assert exit_info.value.code == 0
     ckpt = LoDCheckpoint.load(tiny_checkpoint)
-    return LatencyTable.load(cached_table_path(find_profile("host"), ckpt.digest()))
+    return LatencyTable.load(cached_table_path(find_profile("host"), ckpt.latency_digest()))
 
 
 def test_profile_writes_a_measured_table(host_table, capsys, tiny_checkpoint):

@@ -121,6 +121,9 @@ def main(argv=None) -> None:
                         help="the uniform-rank baseline's fraction from a fit folder's fit.json (fit --baselines)")
     parser.add_argument("--pte", action="store_true", help="also score each fitted model.pte in ExecuTorch")
     parser.add_argument("--time", action="store_true", help="time every model's .pte here (1 thread)")
+    parser.add_argument("--time-also", action="append", default=[],
+                        help="with --time: another fit folder whose model.pte joins the same timing run (e.g. the "
+                             "SVD baseline's fits, from another checkpoint; timed, not scored)")
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--exports", default=None, help="where uniform-rank exports go (default: beside --model)")
     parser.add_argument("--sentences", type=int, default=evals.EVAL_SENTENCES, help="held-out test sentences")
@@ -175,6 +178,8 @@ def main(argv=None) -> None:
             ptes[row["name"]] = _export(ckpt, ranks, _exports(args, f"uniform-{fraction:.4g}"))
         rows.append(row)
         print(_line(rows[-1]))
+    for folder in map(Path, args.time_also):
+        ptes[str(folder)] = folder / "model.pte"
     if args.time and ptes:
         example = se.tokenize(corpora.lee_documents()[:1])
         print(f"timing {len(ptes)} .pte files ({args.rounds} rounds, 1 thread)")

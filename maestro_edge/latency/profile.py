@@ -148,7 +148,7 @@ def measure_table(ckpt: LoDCheckpoint, profile: DeviceProfile, timer: Timer, pro
     A second process measuring the same table is refused at once (UsageError), before any timing.
     """
     protocol = protocol or Protocol(threads=profile.threads)
-    table_path = Path(table_path or cached_table_path(profile, ckpt.digest()))
+    table_path = Path(table_path or cached_table_path(profile, ckpt.latency_digest()))
     check_table_folder(table_path.parent)
     with table_lock(profile, table_path):
         return _measure_table(ckpt, profile, timer, protocol, table_path, progress, allow_busy)
@@ -166,7 +166,7 @@ def table_lock(profile: DeviceProfile, table_path: Path):
 def _measure_table(ckpt: LoDCheckpoint, profile: DeviceProfile, timer: Timer, protocol: Protocol, table_path: Path,
                    progress: Progress | None, allow_busy: bool) -> LatencyTable:
     """measure_table, with the table's lock held."""
-    digest = ckpt.digest()
+    digest = ckpt.latency_digest()
     journal = journal_path(table_path)
     device = timer.fingerprint()
     setup = canonical({"model_digest": digest, "runtime": profile.runtime, "threads": protocol.threads,
@@ -279,7 +279,7 @@ def estimated_table(ckpt: LoDCheckpoint, profile: DeviceProfile) -> LatencyTable
     # Every other op of the exported program (attention matmuls, softmax, norms, adds, pooling, resize...)
     # is estimated too and goes to the overhead term: the solver cannot change it, but the budget pays it.
     other = estimate_other_ops_ms(ckpt.model, ckpt.examples, profile, set(layers))
-    return LatencyTable(device=profile.name, model_digest=ckpt.digest(), source="estimated", runtime=profile.runtime,
+    return LatencyTable(device=profile.name, model_digest=ckpt.latency_digest(), source="estimated", runtime=profile.runtime,
                         threads=profile.threads,
                         overhead_ms=float(profile.estimate.get("model_overhead_ms", 0.0)) + other.total_ms,
                         layers=layers, provenance={"estimated_from": profile.path, "profile": profile.provenance,

@@ -190,7 +190,7 @@ def profile_digest(profile: DeviceProfile) -> str:
 
 def cached_table_path(profile: DeviceProfile, model_digest: str) -> Path:
     """The cached measured table of this model on this device: keyed by the device's name (to be read by
-    people), its profile's content and the model."""
+    people), its profile's content and the model's latency_digest (architecture and ranks, not weights)."""
     return cache_dir() / "latency" / f"{profile.name}-{profile_digest(profile)}-{model_digest}.json"
 
 
@@ -199,9 +199,10 @@ def load_table(path: Path, ckpt, profile: DeviceProfile) -> LatencyTable:
     from maestro_edge.lod.layers import lod_layers   # torch: imported only once there is a model
 
     table = LatencyTable.load(path)
-    if table.model_digest != ckpt.digest():
+    # tables before latency_digest were keyed by the weights' digest; those still load for their model
+    if table.model_digest not in (ckpt.latency_digest(), ckpt.digest()):
         raise TableError(f"latency table {path} was made for another model (digest {table.model_digest}, this "
-                         f"model is {ckpt.digest()}); profile this model with 'maestro-edge profile'")
+                         f"model is {ckpt.latency_digest()}); profile this model with 'maestro-edge profile'")
     if table.device != profile.name:
         raise TableError(f"latency table {path} was made for device {table.device!r}, not {profile.name!r}; pass "
                          f"--device {table.device}, or profile {profile.name} with 'maestro-edge profile'")

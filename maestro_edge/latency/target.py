@@ -131,7 +131,7 @@ class Target:
                       say: Callable[[str], None] = lambda message: None) -> tuple[LatencyTable, Path, bool]:
         """``maestro-edge profile``: (table, its path, whether it was cached): the cached table of this model on
         this device, or one measured now; ``force`` measures again."""
-        path = cached_table_path(self.profile, ckpt.digest())
+        path = cached_table_path(self.profile, ckpt.latency_digest())
         # --force deletes nothing another process is measuring into (no cache folder yet: nothing to delete or
         # reuse, and measuring takes the lock itself)
         with table_lock(self.profile, path) if path.parent.is_dir() else contextlib.nullcontext():

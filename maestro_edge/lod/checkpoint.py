@@ -136,6 +136,23 @@ class LoDCheckpoint:
             h.update(f"{name}:{layer.active_rank}".encode())
         return h.hexdigest()[:16]
 
+    def latency_digest(self) -> str:
+        """Identifies what the latency depends on: the architecture, the graph, every tensor's shape and dtype,
+        the example inputs' shapes and the active ranks, not the weights' values (dense float kernels take as
+        long whatever the numbers). Keys latency tables: a re-trained model (LoD, SVD of the same network, more
+        epochs) reuses its architecture's table instead of being profiled again."""
+        arch = {k: v for k, v in self.arch.items() if not (self.program is not None and k == "name")}
+        h = hashlib.sha256(json.dumps(arch, sort_keys=True).encode())
+        if self.program is not None:
+            h.update(self.program.graph_module.code.encode())
+        for key, tensor in sorted(self.model.state_dict().items()):
+            h.update(f"{key}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
+        for x in self.examples:
+            h.update(f"example:{tuple(x.shape)}:{x.dtype}".encode())
+        for name, layer in lod_layers(self.model).items():
+            h.update(f"{name}:{layer.active_rank}".encode())
+        return "L" + h.hexdigest()[:15]
+
     def to_dict(self) -> dict:
         layers = {n: {"max_rank": l.max_rank, "active_rank": l.active_rank} for n, l in lod_layers(self.model).items()}
         return {"format": FORMAT, "schema_version": SCHEMA_VERSION, "arch": self.arch, "data": self.data,

@@ -76,7 +76,7 @@ def test_profile_and_fit_through_the_new_transport(profile_toml, tiny_checkpoint
     with Target.resolve(profile).timer() as timer:
         assert isinstance(timer, RemoteTimer) and timer.transport.name == "loopback"
     # profile: into the cache, where fit finds it (a quick protocol: this is about the path, not the numbers)
-    path = cached_table_path(profile, ckpt.digest())
+    path = cached_table_path(profile, ckpt.latency_digest())
     table = Target.resolve(profile).measure_table(ckpt, QUICK, path)
     assert LatencyTable.load(path).layers == table.layers
     assert table.source == "measured" and table.provenance["transport"] == "loopback"

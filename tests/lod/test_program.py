@@ -87,6 +87,26 @@ def test_the_digest_covers_the_forward_code():
     torch.manual_seed(0)
     b = FunctionalNet(3.0)
     assert _checkpoint(a)[2].digest() != _checkpoint(b)[2].digest()
+    assert _checkpoint(a)[2].latency_digest() != _checkpoint(b)[2].latency_digest()
+
+
+@settings(max_examples=8, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), side=st.integers(4, 9))
+def test_latency_digest_ignores_the_weights_values_only(seed, side):
+    """Tables are keyed by latency_digest: other weights (LoD vs SVD of one network) share a table; another
+    input shape or another active rank does not."""
+    base = _checkpoint(x=torch.zeros(1, 2, 6, 6))[2]
+    torch.manual_seed(seed)
+    other = _checkpoint(FunctionalNet(), torch.randn(1, 2, 6, 6))[2]
+    with torch.no_grad():
+        for p in other.model.parameters():
+            p.add_(torch.randn_like(p))
+    assert other.digest() != base.digest()
+    assert other.latency_digest() == base.latency_digest()
+    resized = _checkpoint(FunctionalNet(), torch.randn(1, 2, side, side))[2]
+    assert (resized.latency_digest() == base.latency_digest()) == (side == 6)
+    lod_layers(other.model)["conv"].active_rank = 3
+    assert other.latency_digest() != base.latency_digest()
 
 
 def _edited_member(path, dest, suffix: str, edit):
