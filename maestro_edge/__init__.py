@@ -40,6 +40,7 @@ _EXPORTS = {
     "ExportArtifact": "maestro_edge.export.artifact",
     "FitReport": "maestro_edge.export.fit_report",
     "Fitter": "maestro_edge.fit",
+    "uniform_choices": "maestro_edge.fit",
     "MaestroError": "maestro_edge.errors",
 }
 

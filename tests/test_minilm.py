@@ -55,7 +55,9 @@ def example():
         spec.loader.exec_module(evaluate)
     finally:
         sys.path.remove(str(EXAMPLE))
-    return {"corpora": corpora, "evals": evals, "evaluate": evaluate, "se": sentence_encoder}
+    yield {"corpora": corpora, "evals": evals, "evaluate": evaluate, "se": sentence_encoder}
+    for name in ("corpora", "evals", "sentence_encoder"):   # nor leave ours to the tests after this one
+        sys.modules.pop(name, None)
 
 
 def _env() -> dict:

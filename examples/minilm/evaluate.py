@@ -12,7 +12,8 @@ ranks with the public API (``maestro_edge.truncate_`` on the checkpoint's model)
 fitted ``model.pte`` itself in the ExecuTorch runtime (batch 1, what ships) and reports its metrics.
 ``--time`` times every model's .pte here, all with one protocol (1 thread, interleaved rounds, median of
 round medians); a uniform-rank model is exported for it with ``maestro_edge.Fitter.export``.
-A uniform-rank model keeps ``ceil(fraction x rank)`` components of every layer (fit's ``--baselines``).
+A uniform-rank model keeps the same fraction of every layer's rank, on the ranks the latency table measured
+(fit's ``--baselines``, ``maestro_edge.uniform_choices``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import math
 import random
 import statistics
 import time
@@ -88,11 +88,11 @@ def time_ptes(paths: dict[str, Path], example: tuple, rounds: int = 15, calls: i
 
 
 def uniform_ranks(ckpt, fraction: float) -> dict:
-    """What fit's --baselines scores: every layer at ceil(fraction x its rank)."""
+    """What fit's --baselines scores: every layer at the largest grid rank at or below fraction x its rank
+    (``maestro_edge.uniform_choices``); fraction 1 is every layer dense."""
     import maestro_edge as me
 
-    layers = {n: m for n, m in ckpt.model.named_modules() if isinstance(m, me.LoDLayer)}
-    return {name: max(1, math.ceil(layer.active_rank * fraction)) for name, layer in layers.items()}
+    return me.uniform_choices(ckpt.model, fraction)
 
 
 def truncated(ckpt, ranks: dict):
