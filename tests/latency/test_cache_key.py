@@ -57,7 +57,7 @@ def test_fit_does_not_read_another_devices_table_through_a_shared_name(cache, tm
     pixel7 = find_profile("pixel7")
     measured = estimated_table(ckpt, pixel7)
     measured.source, measured.provenance = "measured", {"measured_at": "on the real phone"}
-    path = cached_table_path(pixel7, ckpt.digest())
+    path = cached_table_path(pixel7, ckpt.latency_digest())
     path.parent.mkdir(parents=True)
     measured.save(path)
     assert latency_table_for(ckpt, pixel7).source == "measured"            # the phone's own table is read

@@ -117,7 +117,7 @@ def test_profile_force_deletes_nothing_another_process_is_measuring_into(ckpt, t
     from maestro_edge.latency.table import cached_table_path
 
     monkeypatch.setenv("MAESTRO_EDGE_CACHE", str(tmp_path / "cache"))
-    table = cached_table_path(find_profile("host"), ckpt.digest())
+    table = cached_table_path(find_profile("host"), ckpt.latency_digest())
     table.parent.mkdir(parents=True)
     journal_path(table).write_text('{"another": "run"}\n')
     holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(table)], cwd=REPO, stdin=subprocess.PIPE,
