@@ -40,7 +40,9 @@ def test_user_cnn_project(tmp_path):
     finally:
         sys.path.remove(str(EXAMPLE))
     record = check_exports(tmp_path / "host", ckpt, calibration=mynet.calibration())
-    assert record["budget_binding"] and record["measured_ms"] <= budget
+    # seen once in a full-suite run on the shared host (2026-12-06), not reproduced: say what was off
+    assert record["budget_binding"] and record["measured_ms"] <= budget, (
+        {k: record.get(k) for k in ("budget_binding", "measured_ms", "predicted_ms", "anchor", "tries")}, budget)
     assert any(rank != "dense" for rank in record["ranks"].values())
     assert record["metric"]["source"] == "measured" and 0.3 < record["accuracy"] <= 1
 
