@@ -200,7 +200,7 @@ def load_table(path: Path, ckpt, profile: DeviceProfile) -> LatencyTable:
 
     table = LatencyTable.load(path)
     # tables before latency_digest were keyed by the weights' digest; those still load for their model
-    if table.model_digest not in (ckpt.latency_digest(), ckpt.digest()):
+    if table.model_digest != ckpt.latency_digest() and table.model_digest != ckpt.digest():   # hashes weights: last
         raise TableError(f"latency table {path} was made for another model (digest {table.model_digest}, this "
                          f"model is {ckpt.latency_digest()}); profile this model with 'maestro-edge profile'")
     if table.device != profile.name:

@@ -124,17 +124,22 @@ class LoDCheckpoint:
     def _program_layers(self) -> dict:
         return prog.lod_layer_specs(self.model)
 
-    def digest(self) -> str:
-        """Identifies these exact weights, architecture and (for a program) graph: keys tables and plans."""
-        h = hashlib.sha256(json.dumps(self.arch, sort_keys=True).encode())
+    def _hash(self, arch: dict, tensor_bytes):
+        """sha256 of the architecture, (for a program) the forward code, every tensor as ``tensor_bytes`` says
+        and the active ranks: what digest and latency_digest share."""
+        h = hashlib.sha256(json.dumps(arch, sort_keys=True).encode())
         if self.program is not None:   # the forward code: an edited forward is another model
             h.update(self.program.graph_module.code.encode())
         for key, tensor in sorted(self.model.state_dict().items()):
             h.update(key.encode())
-            h.update(tensor.detach().contiguous().cpu().numpy().tobytes())
+            h.update(tensor_bytes(tensor))
         for name, layer in lod_layers(self.model).items():
             h.update(f"{name}:{layer.active_rank}".encode())
-        return h.hexdigest()[:16]
+        return h
+
+    def digest(self) -> str:
+        """Identifies these exact weights, architecture and (for a program) graph: keys plans (fit.json)."""
+        return self._hash(self.arch, lambda t: t.detach().contiguous().cpu().numpy().tobytes()).hexdigest()[:16]
 
     def latency_digest(self) -> str:
         """Identifies what the latency depends on: the architecture, the graph, every tensor's shape and dtype,
@@ -142,15 +147,9 @@ class LoDCheckpoint:
         long whatever the numbers). Keys latency tables: a re-trained model (LoD, SVD of the same network, more
         epochs) reuses its architecture's table instead of being profiled again."""
         arch = {k: v for k, v in self.arch.items() if not (self.program is not None and k == "name")}
-        h = hashlib.sha256(json.dumps(arch, sort_keys=True).encode())
-        if self.program is not None:
-            h.update(self.program.graph_module.code.encode())
-        for key, tensor in sorted(self.model.state_dict().items()):
-            h.update(f"{key}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
+        h = self._hash(arch, lambda t: f":{tuple(t.shape)}:{t.dtype}".encode())
         for x in self.examples:
             h.update(f"example:{tuple(x.shape)}:{x.dtype}".encode())
-        for name, layer in lod_layers(self.model).items():
-            h.update(f"{name}:{layer.active_rank}".encode())
         return "L" + h.hexdigest()[:15]
 
     def to_dict(self) -> dict:
