@@ -28,6 +28,7 @@ _EXPORTS = {
     "LoDSchedule": "maestro_edge.train.lod_schedule",
     "train_lod": "maestro_edge.train.lod_schedule",
     "train_checkpoint": "maestro_edge.train.run",
+    "recover": "maestro_edge.train.recover",
     "DeviceProfile": "maestro_edge.devices.profile",
     "find_profile": "maestro_edge.devices.profile",
     "register_transport": "maestro_edge.devices.transports",

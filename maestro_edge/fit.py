@@ -43,6 +43,7 @@ from maestro_edge.outputs import claim_output_folder, write_outputs
 from maestro_edge.progress import Reporter, as_reporter
 from maestro_edge.quality import Score, quality_for
 from maestro_edge.solve import LayerOptions, Option, solve_ranks
+from maestro_edge.solve.alternatives import alternative_plans
 from maestro_edge.user_files import read_user_text
 
 MAX_TRIES = 4
@@ -101,13 +102,17 @@ class Fitter:
     """One loaded model, fitted to any number of devices and budgets (data and the dense score loaded once)."""
 
     def __init__(self, ckpt: LoDCheckpoint, progress: Reporter | Progress | None = None, bundle: bool = False,
-                 quality=None, full_delegation: bool = False, baselines: bool = False, pessimistic: bool = False):
+                 quality=None, full_delegation: bool = False, baselines: bool = False, pessimistic: bool = False,
+                 plan_candidates: int = 0):
         """``quality``: how truncated models are scored (maestro_edge.quality); by default held-out accuracy
         for a built-in model, the importance table's estimate for a user model (pass a UserMetric to measure).
         ``full_delegation``: refuse a model with any op outside XNNPACK instead of running it on portable kernels.
         ``baselines``: also score the uniform-rank model that meets each budget (one more model to score).
         ``pessimistic``: on an estimated device, solve so that the top of the estimate's error band meets
         the budget (the band of the device class, from the published validation suite).
+        ``plan_candidates``: also score up to that many of the solver's next-best plans on validation data (the
+        quality's ``select``) and keep the best that meets the budget: the importance table's summed drops are a
+        guess at a plan's true drop (README), a validation score is a measurement. Costs one score per plan.
         """
         self.ckpt = ckpt
         self.bundle = bundle   # also write model.bpte: the .pte with reference inputs/outputs (BundledProgram)
@@ -118,6 +123,10 @@ class Fitter:
         self.full_delegation = full_delegation
         self.baselines = baselines
         self.pessimistic = pessimistic
+        self.plan_candidates = plan_candidates
+        if plan_candidates and self.quality.source != "measured":
+            raise UsageError("choosing among plans needs a measured metric: pass --eval with your validation "
+                             "function (or drop --choose-among)")
 
     @cached_property
     def dense_score(self) -> Score:
@@ -156,6 +165,10 @@ class Fitter:
             band = error_band(profile) if table.source == "estimated" else None
             solver_budget = pessimistic_budget_ms(budget_ms, band) if self.pessimistic and band else budget_ms
             plan, small, pte, tries = self._solve_and_measure(profile, budget_ms, table, layers, timer, solver_budget)
+            plan_choice = None
+            if self.plan_candidates:
+                plan, small, pte, plan_choice = self._choose_plan(profile, budget_ms, table, layers, timer,
+                                                                  plan, small, pte, tries)
             score, dense = self.score(small, pte), self.dense_score
             artifacts, verification = self._artifacts(small, pte)
             report = FitReport(
@@ -183,6 +196,7 @@ class Fitter:
                 max_ranks={name: layer.active_rank for name, layer in lod_layers(self.ckpt.model).items()},
                 baselines=self._baselines(table, budget_ms),
                 tries=tries,
+                plan_choice=plan_choice,
                 delegation=pte.delegation(),
                 verification=verification,
                 model=self._model_info(),
@@ -296,6 +310,33 @@ class Fitter:
         raise InfeasibleBudget(f"the exported model measured {measured:.4g} ms on {profile.name} after {len(tries)} "
                                f"tries, above the {budget_ms:g} ms budget (the table predicts at least "
                                f"{fastest_ms:.4g} ms); raise --ms or profile again", min_ms=measured)
+
+    def _choose_plan(self, profile, budget_ms, table, layers, timer, plan, small, pte, tries):
+        """Quality-aware plan choice: the solver's plan and its next-best neighbours (solve.alternatives), each
+        truncated, recalibrated and scored on validation data; the best is kept where it also measures within
+        the budget (else the solver's plan, which did). Returns the plan, its model and .pte, and the record."""
+        solver_budget = tries[-1]["solver_budget_ms"]
+        others = alternative_plans(layers, solver_budget, table.overhead_ms, plan, self.plan_candidates)
+        candidates = [(plan, small)] + [(alt, self.truncated(dict(alt.choices))) for alt in others]
+        self.say(f"choosing among {len(candidates)} plans on validation data")
+        record = [{"ranks": dict(p.choices), "predicted_ms": p.predicted_ms, "estimated_drop": p.penalty,
+                   "validation_score": self.quality.select(m, self.progress)} for p, m in candidates]
+        best = max(range(len(candidates)), key=lambda i: (record[i]["validation_score"], -i))   # ties: the solver's
+        record[best]["chosen"] = True
+        if best == 0:
+            return plan, small, pte, record
+        chosen, chosen_small = candidates[best]
+        chosen_pte = export_pte(chosen_small, self.example, self.full_delegation)
+        timing = self._measure(profile, chosen_small, chosen_pte, timer)
+        record[best]["measured_ms"] = timing.p50_ms if timing else None
+        if timing and timing.p50_ms > budget_ms:   # over budget when measured: keep the plan that met it
+            record[best]["chosen"], record[0]["chosen"] = False, True
+            return plan, small, pte, record
+        if timing:
+            tries.append({"solver_budget_ms": solver_budget, "predicted_ms": chosen.predicted_ms,
+                          "measured_ms": timing.p50_ms, "measured_p90_ms": timing.p90_ms,
+                          "ranks": dict(chosen.choices), "plan_choice": True})
+        return chosen, chosen_small, chosen_pte, record
 
     def _baselines(self, table: LatencyTable, budget_ms: float) -> list[dict]:
         """What the user would get without the solver: the dense model, and (when asked: one more model to

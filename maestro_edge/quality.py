@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from maestro_edge.data import load_eval_data
+from maestro_edge.errors import UsageError
 from maestro_edge.lod.importance import score_model
 from maestro_edge.progress import Reporter
 from maestro_edge.train.evaluate import all_cores, core_count, recalibrate_bn_
@@ -125,6 +126,13 @@ class HeldOutAccuracy:
         loss = float(F.cross_entropy(logits, y))
         return Score(correct / len(x), loss, len(x), wilson_interval(correct, len(x)), how)
 
+    def select(self, model: nn.Module, progress: Reporter = Reporter()) -> float:
+        """Accuracy on the validation images (never the test images a fit reports): what chooses among plans."""
+        x, y = self.data.val_x, self.data.val_y
+        with progress.count("scoring on validation images", len(x), "images") as counter:
+            logits = _eager_logits(model, x, counter.advance)
+        return float((logits.argmax(1) == y).float().mean())
+
     def dense(self, progress: Reporter = Reporter()) -> Score:
         """The untruncated model after the same recalibration, in its exported form; stored when the
         checkpoint carries a score of this very protocol."""
@@ -185,6 +193,10 @@ class UserMetric:
             value = score_model(self.eval_fn, model, self.metric["name"], "the truncated model")
         return Score(value, how="your eval function on the PyTorch model")
 
+    def select(self, model: nn.Module, progress: Reporter = Reporter()) -> float:
+        """Your function chooses among plans too: give --eval validation data, not the data you report on."""
+        return self.score(model, progress=progress).value
+
     def dense(self, progress: Reporter = Reporter()) -> Score:
         from maestro_edge.export.truncate import deployable
 
@@ -214,6 +226,10 @@ class ImportanceEstimate:
 
     def score(self, model: nn.Module, pte: bytes | None = None, progress: Reporter = Reporter()) -> Score:
         return Score(None)
+
+    def select(self, model: nn.Module, progress: Reporter = Reporter()) -> float:
+        raise UsageError("choosing among plans needs a measured metric: pass --eval with your validation "
+                         "function (or drop --choose-among)")
 
     def dense(self, progress: Reporter = Reporter()) -> Score:
         value = self.ckpt.importance.get("base", {}).get("metric")

@@ -52,3 +52,16 @@ def test_export_reproduces_a_fit(capsys, tmp_path, tiny_checkpoint):
     recorded = {a["path"]: a for a in exported["artifacts"]}
     assert recorded["model.bpte"]["size_bytes"] == bundle.stat().st_size
     assert "model.bpte" not in {a["path"] for a in fitted["artifacts"]}   # only when asked for
+
+
+def test_choose_among_scores_the_next_best_plans_on_validation(capsys, tmp_path, tiny_checkpoint):
+    code, out, err = run(capsys, "fit", "--device", "pixel7", "--ms", "0.061", "--model", str(tiny_checkpoint),
+                         "--out", str(tmp_path / "fit"), "--choose-among", "3", "--json", "--quiet")
+    assert code == 0, err
+    record = json.loads(out)
+    choice = record["plan_choice"]
+    assert 2 <= len(choice) <= 4 and sum(c.get("chosen", False) for c in choice) == 1
+    chosen = next(c for c in choice if c.get("chosen"))
+    assert chosen["ranks"] == record["ranks"]
+    assert chosen["validation_score"] == max(c["validation_score"] for c in choice)
+    assert all(c["predicted_ms"] <= 0.061 * (1 + 1e-9) for c in choice)

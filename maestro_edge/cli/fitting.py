@@ -39,11 +39,14 @@ from maestro_edge.outputs import check_output_folder
 @click.option("--baselines", is_flag=True,
               help="Also score the uniform-rank model that meets each budget (what you would get without the "
                    "solver; one more model to score per fit).")
+@click.option("--choose-among", "plan_candidates", type=click.IntRange(0, 64), default=0, show_default=True,
+              help="Also score up to N of the solver's next-best plans on validation data and keep the best "
+                   "(one more score per plan; a user model needs --eval).")
 @bundle_option
 @quality_options
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 def fit(devices_, budgets, model_path, table_path, out_dir, host, port, identity, python, serial, runner, as_json,
-        pessimistic, baselines, bundle, eval_spec, calibrate_spec, full_delegation, quiet):
+        pessimistic, baselines, plan_candidates, bundle, eval_spec, calibrate_spec, full_delegation, quiet):
     """Pick per-layer ranks that meet the budget, export .pte and .onnx, verify them.
 
     \b
@@ -84,7 +87,7 @@ def fit(devices_, budgets, model_path, table_path, out_dir, host, port, identity
     table = load_table(table_path, ckpt, profiles[0]) if table_path else None
     fitter = Fitter(ckpt, progress=echo_progress(quiet), bundle=bundle,
                     quality=quality(ckpt, eval_spec, calibrate_spec), full_delegation=full_delegation,
-                    baselines=baselines, pessimistic=pessimistic)
+                    baselines=baselines, pessimistic=pessimistic, plan_candidates=plan_candidates)
     records, failures = [], []
     with contextlib.ExitStack() as stack:
         timers = {t.name: stack.enter_context(t.timer_if_measurable()) for t in targets}

@@ -55,6 +55,7 @@ class FitReport:
     max_ranks: dict = field(default_factory=dict)
     baselines: list = field(default_factory=list)
     tries: list = field(default_factory=list)
+    plan_choice: list | None = None                  # candidate plans scored on validation data (--choose-among)
     delegation: dict | None = None
     verification: dict = field(default_factory=dict)
     model: dict = field(default_factory=dict)

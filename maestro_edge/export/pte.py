@@ -17,6 +17,7 @@ from torch import nn
 from maestro_edge._quiet import quiet
 from maestro_edge.errors import ExportError
 from maestro_edge.export.truncate import deployable
+from maestro_edge.export.xnnpack_rewrites import rewrite_for_xnnpack
 from maestro_edge.lod.checkpoint import LoDCheckpoint
 
 # Graph nodes that are plumbing, not compute, when left outside a delegate.
@@ -36,10 +37,12 @@ class PteExport:
                 "fully_delegated": not self.undelegated_ops}
 
 
-def export_pte(module: nn.Module, example_inputs: tuple[torch.Tensor, ...], full_delegation: bool = False) -> PteExport:
-    """Export ``module`` for the ExecuTorch runtime: XNNPACK where it takes the op, portable kernels elsewhere."""
+def export_pte(module: nn.Module, example_inputs: tuple[torch.Tensor, ...], full_delegation: bool = False,
+               rewrites: bool = True) -> PteExport:
+    """Export ``module`` for the ExecuTorch runtime: XNNPACK where it takes the op, portable kernels elsewhere.
+    ``rewrites``: first rewrite ops XNNPACK would refuse into exact equivalents it takes (xnnpack_rewrites)."""
     with quiet():
-        return _lower(module, example_inputs, full_delegation)
+        return _lower(module, example_inputs, full_delegation, rewrites)
 
 
 def check_exportable(ckpt: LoDCheckpoint, full_delegation: bool = False) -> PteExport:
@@ -53,12 +56,15 @@ def lower_to_pte(module: nn.Module, example_inputs: tuple[torch.Tensor, ...], fu
     return export_pte(module, example_inputs, full_delegation).buffer
 
 
-def _lower(module: nn.Module, example_inputs: tuple[torch.Tensor, ...], full_delegation: bool) -> PteExport:
+def _lower(module: nn.Module, example_inputs: tuple[torch.Tensor, ...], full_delegation: bool,
+           rewrites: bool = True) -> PteExport:
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
 
     try:
         exported = torch.export.export(module.eval(), tuple(example_inputs))
+        if rewrites:
+            rewrite_for_xnnpack(exported)
         edge = to_edge_transform_and_lower(exported, partitioner=[XnnpackPartitioner()])
     except Exception as e:  # the exporter raises many types; the user needs the one line
         raise ExportError(f"ExecuTorch cannot export the model ({type(e).__name__}: {' '.join(str(e).split())[:240]}); "

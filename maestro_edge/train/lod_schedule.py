@@ -127,16 +127,19 @@ def train_lod(model: nn.Module, loader: Iterable, loss_fn: Callable | None, epoc
 
 
 def _epochs(model, loader, loss_fn, epochs, optimizer, teacher, distill_weight, distill_loss, output_fn,
-            schedule, clip_grad_norm, progress, history) -> None:
+            schedule, clip_grad_norm, progress, history, max_steps: int | None = None) -> None:
+    """The shared loop of ``train_lod`` and ``recover`` (``schedule`` None: plain fine-tuning, no truncation)."""
     for epoch in range(epochs):
         model.train()
         total, batches = 0.0, 0
         for inputs, target in loader:
+            if max_steps is not None and history["steps"] + batches >= max_steps:
+                break
             with torch.no_grad():
                 reference = output_fn(_call(teacher, inputs)) if teacher is not None else None
-            with schedule.step():
+            with schedule.step() if schedule else contextlib.nullcontext():
                 output = output_fn(_call(model, inputs))
-                loss = schedule.penalty()
+                loss = schedule.penalty() if schedule else torch.zeros(())
                 if loss_fn is not None:
                     loss = loss + loss_fn(output, target)
                 if reference is not None:
@@ -149,7 +152,11 @@ def _epochs(model, loader, loss_fn, epochs, optimizer, teacher, distill_weight, 
             total += float(loss.detach())
             batches += 1
         history["epoch_loss"].append(total / max(1, batches))
-        history["shrunk"].append(schedule.end_epoch_())
+        if schedule:
+            history["shrunk"].append(schedule.end_epoch_())
         history["steps"] += batches
         if progress:
-            progress(f"LoD epoch {epoch + 1}/{epochs}: loss {history['epoch_loss'][-1]:.4g}")
+            what = "LoD epoch" if schedule else "recovery epoch"
+            progress(f"{what} {epoch + 1}/{epochs}: loss {history['epoch_loss'][-1]:.4g}")
+        if max_steps is not None and history["steps"] >= max_steps:
+            break
