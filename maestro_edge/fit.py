@@ -103,7 +103,7 @@ class Fitter:
 
     def __init__(self, ckpt: LoDCheckpoint, progress: Reporter | Progress | None = None, bundle: bool = False,
                  quality=None, full_delegation: bool = False, baselines: bool = False, pessimistic: bool = False,
-                 plan_candidates: int = 0):
+                 plan_candidates: int = 0, recovery=None):
         """``quality``: how truncated models are scored (maestro_edge.quality); by default held-out accuracy
         for a built-in model, the importance table's estimate for a user model (pass a UserMetric to measure).
         ``full_delegation``: refuse a model with any op outside XNNPACK instead of running it on portable kernels.
@@ -113,6 +113,8 @@ class Fitter:
         ``plan_candidates``: also score up to that many of the solver's next-best plans on validation data (the
         quality's ``select``) and keep the best that meets the budget: the importance table's summed drops are a
         guess at a plan's true drop (README), a validation score is a measurement. Costs one score per plan.
+        ``recovery``: a train.recover.Recovery: the chosen truncated model is fine-tuned toward the dense one
+        before it is scored and exported (the latency does not change: only weights move).
         """
         self.ckpt = ckpt
         self.bundle = bundle   # also write model.bpte: the .pte with reference inputs/outputs (BundledProgram)
@@ -124,6 +126,7 @@ class Fitter:
         self.baselines = baselines
         self.pessimistic = pessimistic
         self.plan_candidates = plan_candidates
+        self.recovery = recovery
         if plan_candidates and self.quality.source != "measured":
             raise UsageError("choosing among plans needs a measured metric: pass --eval with your validation "
                              "function (or drop --choose-among)")
@@ -169,6 +172,9 @@ class Fitter:
             if self.plan_candidates:
                 plan, small, pte, plan_choice = self._choose_plan(profile, budget_ms, table, layers, timer,
                                                                   plan, small, pte, tries)
+            recovered = None
+            if self.recovery:
+                small, pte, recovered = self._recover(small)
             score, dense = self.score(small, pte), self.dense_score
             artifacts, verification = self._artifacts(small, pte)
             report = FitReport(
@@ -197,6 +203,7 @@ class Fitter:
                 baselines=self._baselines(table, budget_ms),
                 tries=tries,
                 plan_choice=plan_choice,
+                recovery=recovered,
                 delegation=pte.delegation(),
                 verification=verification,
                 model=self._model_info(),
@@ -310,6 +317,13 @@ class Fitter:
         raise InfeasibleBudget(f"the exported model measured {measured:.4g} ms on {profile.name} after {len(tries)} "
                                f"tries, above the {budget_ms:g} ms budget (the table predicts at least "
                                f"{fastest_ms:.4g} ms); raise --ms or profile again", min_ms=measured)
+
+    def _recover(self, small):
+        """The chosen model fine-tuned toward the dense one, BatchNorm recalibrated, exported again."""
+        self.say(f"recovery: fine-tuning the fitted model for {self.recovery.epochs} epoch(s)")
+        record = self.recovery.run(small, deployable(self.ckpt.model, {}), self.say)
+        self.quality.calibrate_(small, self.progress)
+        return small, export_pte(small, self.example, self.full_delegation), record
 
     def _choose_plan(self, profile, budget_ms, table, layers, timer, plan, small, pte, tries):
         """Quality-aware plan choice: the solver's plan and its next-best neighbours (solve.alternatives), each

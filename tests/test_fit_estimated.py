@@ -54,9 +54,13 @@ def test_export_reproduces_a_fit(capsys, tmp_path, tiny_checkpoint):
     assert "model.bpte" not in {a["path"] for a in fitted["artifacts"]}   # only when asked for
 
 
+def fit_tiny_for_pixel7(capsys, tmp_path, ckpt, *extra):
+    return run(capsys, "fit", "--device", "pixel7", "--ms", "0.061", "--model", str(ckpt),
+               "--out", str(tmp_path / "fit"), *extra)
+
+
 def test_choose_among_scores_the_next_best_plans_on_validation(capsys, tmp_path, tiny_checkpoint):
-    code, out, err = run(capsys, "fit", "--device", "pixel7", "--ms", "0.061", "--model", str(tiny_checkpoint),
-                         "--out", str(tmp_path / "fit"), "--choose-among", "3", "--json", "--quiet")
+    code, out, err = fit_tiny_for_pixel7(capsys, tmp_path, tiny_checkpoint, "--choose-among", "3", "--json", "--quiet")
     assert code == 0, err
     record = json.loads(out)
     choice = record["plan_choice"]
@@ -65,3 +69,22 @@ def test_choose_among_scores_the_next_best_plans_on_validation(capsys, tmp_path,
     assert chosen["ranks"] == record["ranks"]
     assert chosen["validation_score"] == max(c["validation_score"] for c in choice)
     assert all(c["predicted_ms"] <= 0.061 * (1 + 1e-9) for c in choice)
+
+
+def test_recover_epochs_fine_tunes_the_fitted_model(capsys, tmp_path, tiny_checkpoint):
+    code, out, err = fit_tiny_for_pixel7(capsys, tmp_path, tiny_checkpoint, "--recover-epochs", "1", "--json", "--quiet")
+    assert code == 0, err
+    record = json.loads(out)
+    recovery = record["recovery"]
+    assert recovery["epochs"] == 1 and recovery["steps"] > 0 and recovery["loss"] == "task + distillation"
+    assert record["verification"]["pte_max_abs_error"] < 1e-3   # the exported file is the recovered model
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--train-data", "mod:fn"], "--train-data is what --recover-epochs fine-tunes on"),
+    (["--recover-epochs", "1", "--train-data", "no_such_module:fn"], "no module named"),
+])
+def test_recovery_flags_refused_in_one_line(capsys, tmp_path, tiny_checkpoint, argv, says):
+    code, out, err = fit_tiny_for_pixel7(capsys, tmp_path, tiny_checkpoint, *argv, "--quiet")
+    assert code == 2 and says in err and "Traceback" not in err, err
+    assert not (tmp_path / "fit").exists()

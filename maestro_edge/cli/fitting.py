@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from maestro_edge.cli.options import (bundle_option, default_model, echo_progress, parse_budgets, quality,
-                                      quality_options)
+                                      quality_options, recovery)
 from maestro_edge.errors import MaestroError
 from maestro_edge.outputs import check_output_folder
 
@@ -42,11 +42,18 @@ from maestro_edge.outputs import check_output_folder
 @click.option("--choose-among", "plan_candidates", type=click.IntRange(0, 64), default=0, show_default=True,
               help="Also score up to N of the solver's next-best plans on validation data and keep the best "
                    "(one more score per plan; a user model needs --eval).")
+@click.option("--recover-epochs", type=click.IntRange(0, 1000), default=0, show_default=True,
+              help="Fine-tune each fitted model for N epochs, distilled from the dense one (built-in models: their "
+                   "training images; your model: --train-data). Weights move, the latency does not.")
+@click.option("--train-data", "train_data_spec", default=None, metavar="MODULE:FUNCTION",
+              help="With --recover-epochs and your model: a function returning batches of model inputs to "
+                   "fine-tune on (like --calibrate's; the dense model's outputs are the targets).")
 @bundle_option
 @quality_options
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 def fit(devices_, budgets, model_path, table_path, out_dir, host, port, identity, python, serial, runner, as_json,
-        pessimistic, baselines, plan_candidates, bundle, eval_spec, calibrate_spec, full_delegation, quiet):
+        pessimistic, baselines, plan_candidates, recover_epochs, train_data_spec, bundle, eval_spec, calibrate_spec,
+        full_delegation, quiet):
     """Pick per-layer ranks that meet the budget, export .pte and .onnx, verify them.
 
     \b
@@ -87,7 +94,8 @@ def fit(devices_, budgets, model_path, table_path, out_dir, host, port, identity
     table = load_table(table_path, ckpt, profiles[0]) if table_path else None
     fitter = Fitter(ckpt, progress=echo_progress(quiet), bundle=bundle,
                     quality=quality(ckpt, eval_spec, calibrate_spec), full_delegation=full_delegation,
-                    baselines=baselines, pessimistic=pessimistic, plan_candidates=plan_candidates)
+                    baselines=baselines, pessimistic=pessimistic, plan_candidates=plan_candidates,
+                    recovery=recovery(ckpt, recover_epochs, train_data_spec))
     records, failures = [], []
     with contextlib.ExitStack() as stack:
         timers = {t.name: stack.enter_context(t.timer_if_measurable()) for t in targets}

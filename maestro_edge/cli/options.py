@@ -61,6 +61,27 @@ def quality(ckpt, eval_spec, calibrate_spec):
     return UserMetric.from_specs(ckpt, eval_spec, calibrate_spec)
 
 
+def recovery(ckpt, epochs: int, train_data_spec: str | None):
+    """fit's recovery stage: a built-in model's own training images (cross-entropy + distillation), or the
+    batches of your --train-data function (distillation from the dense model); None without --recover-epochs."""
+    if train_data_spec and not epochs:
+        raise click.BadParameter("--train-data is what --recover-epochs fine-tunes on; pass --recover-epochs too")
+    if not epochs:
+        return None
+    import torch.nn.functional as F
+
+    from maestro_edge.train.recover import Recovery, image_batches
+
+    if train_data_spec:
+        from maestro_edge.entry_points import load_callable
+
+        return Recovery(load_callable(train_data_spec, "--train-data"), None, epochs)
+    if ckpt.program is not None:
+        raise click.BadParameter("recovery needs training data for your model: pass --train-data MODULE:FUNCTION "
+                                 "(a function returning batches of model inputs)")
+    return Recovery(image_batches(ckpt.data["name"], ckpt.data.get("seed", 0)), F.cross_entropy, epochs)
+
+
 def parse_budgets(ctx, param, value):
     """'20' or '10,15,20' -> [20.0] or [10.0, 15.0, 20.0], each a positive, finite number of ms."""
     budgets = []

@@ -56,6 +56,7 @@ class FitReport:
     baselines: list = field(default_factory=list)
     tries: list = field(default_factory=list)
     plan_choice: list | None = None                  # candidate plans scored on validation data (--choose-among)
+    recovery: dict | None = None                     # the fine-tuning after the fit (--recover-epochs): steps, time
     delegation: dict | None = None
     verification: dict = field(default_factory=dict)
     model: dict = field(default_factory=dict)

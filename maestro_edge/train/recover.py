@@ -12,6 +12,7 @@ was chosen for does not change: only weights move.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Callable, Iterable
 
 import torch
@@ -53,3 +54,44 @@ def recover(model: nn.Module, loader: Iterable, loss_fn: Callable | None = None,
     model.eval()
     history["seconds"] = time.perf_counter() - started
     return history
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """Recovery as a stage of ``fit`` (``Fitter(recovery=...)``, ``fit --recover-epochs``): where the training
+    batches come from (a function, called once per fit: ``(inputs, target)`` batches with ``loss_fn``, batches of
+    model inputs without it), the task loss (None: distillation from the dense model alone, for a model whose
+    task loss maestro-edge does not know), and how long."""
+
+    batches: Callable[[], Iterable]
+    loss_fn: Callable | None = None
+    epochs: int = 1
+    lr: float = 1e-3
+    max_steps: int | None = None
+
+    def run(self, small: nn.Module, teacher: nn.Module, progress: Callable[[str], None] | None = None) -> dict:
+        """Fine-tune ``small`` in place toward ``teacher``; the record fit.json keeps."""
+        batches = self.batches()
+        if self.loss_fn is None:   # inputs only (what --calibrate returns too): the dense model gives the targets
+            batches = [(inputs, None) for inputs in batches]
+        history = recover(small, batches, self.loss_fn, teacher=teacher, epochs=self.epochs,
+                          max_steps=self.max_steps, lr=self.lr, progress=progress)
+        if not history["steps"]:
+            raise MaestroError("recovery: the training data gave no batch; check what --train-data returns")
+        return {"epochs": self.epochs, "steps": history["steps"], "lr": self.lr,
+                "loss": "task + distillation" if self.loss_fn else "distillation from the dense model",
+                "final_loss": history["epoch_loss"][-1], "seconds": round(history["seconds"], 2)}
+
+
+def image_batches(name: str, seed: int = 0, batch: int = 64) -> Callable[[], list]:
+    """A built-in data set's training split as shuffled (images, labels) batches (``fit --recover-epochs``)."""
+    def batches() -> list:
+        from maestro_edge.data import load_dataset
+
+        data = load_dataset(name, seed)
+        if not len(data.train_x):
+            raise MaestroError(f"recovery needs the training images of {name}, which this machine does not have; "
+                               "install them (Fashion-MNIST: apt-get install dataset-fashion-mnist)")
+        order = torch.randperm(len(data.train_x), generator=torch.Generator().manual_seed(seed))
+        return [(data.train_x[i], data.train_y[i]) for i in order.split(batch)]
+    return batches

@@ -74,6 +74,10 @@ CASES = {
     "user-eval-returns-nan": (["--model", "good.lod", "--eval", "evals:nan"], ["returned nan"]),
     "user-eval-returns-text": (["--model", "good.lod", "--eval", "evals:text"], ["not a number"]),
     "user-calibrate-without-eval": (["--model", "good.lod", "--calibrate", "evals:batches"], ["needs --eval"]),
+    "user-recover-without-train-data": (["--model", "good.lod", "--recover-epochs", "1"], ["pass --train-data"]),
+    "user-train-data-gives-nothing": (["--model", "good.lod", "--recover-epochs", "1", "--train-data", "evals:batches"],
+                                      ["gave no batch"]),
+    "user-choose-among-without-eval": (["--model", "good.lod", "--choose-among", "4"], ["needs a measured metric"]),
     "user-table-of-another-graph": (["--model", "edited.lod", "--table", "stale-table.json"], ["another model"]),
 }
 USER_MODEL_CASE_IDS = set(CASES)

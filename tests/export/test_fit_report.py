@@ -13,7 +13,8 @@ from maestro_edge.export.fit_report import EXPORT_KEYS, FitReport
 FIT_KEYS = ["schema_version", "device", "budget_ms", "predicted_ms", "predicted_low_ms", "predicted_high_ms",
             "error_band", "solved_for_ms", "latency_source", "measured_ms", "measured_p90_ms", "ranks", "layer_ms",
             "overhead_ms", "anchor", "accuracy", "dense_accuracy", "scores", "estimated_accuracy_drop", "metric",
-            "budget_binding", "test_loss", "runtime", "threads", "max_ranks", "baselines", "tries", "delegation",
+            "budget_binding", "test_loss", "runtime", "threads", "max_ranks", "baselines", "tries", "plan_choice",
+            "recovery", "delegation",
             "verification", "model", "artifacts", "wall_time_s"]
 
 
