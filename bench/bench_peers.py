@@ -73,8 +73,8 @@ class Settings:
         budgets = tuple(float(b) for b in args.budgets.split(","))
         if args.smoke:
             return cls("digits", 1, budgets, (0, 1), (None, 16), 4, None, max_equal_compute_epochs=3)
-        return cls("fashion-mnist", args.epochs, budgets, tuple(range(args.seeds)), (None, 8, 16, 32), 6,
-                   args.train_images)
+        round_to = tuple(None if r == "none" else int(r) for r in args.round_to.split(","))
+        return cls("fashion-mnist", args.epochs, budgets, tuple(range(args.seeds)), round_to, 6, args.train_images)
 
 
 class Bench:
@@ -184,8 +184,8 @@ class Bench:
         with self.ledger.measure(f"{name}:fit@{budget}"):
             try:
                 ranks = fitter.fit(host, budget_ms, self.work / "fits" / f"{name}-{budget}", table=table)["ranks"]
-            except InfeasibleBudget as e:   # below the fastest plan: the fastest plan, said so
-                note = f"budget below the fastest plan ({e.min_ms:.4g} ms > {budget_ms:.4g} ms): fastest plan"
+            except InfeasibleBudget as e:   # no plan met it (predicted or measured): the fastest plan, said so
+                note = f"no plan met {budget_ms:.4g} ms (at best {e.min_ms:.4g} ms): the fastest plan"
                 ranks = dict(fastest_plan(solver_layers(ckpt, table), table.overhead_ms).choices)
         self.keep(key, label, "both", budget, fitter.truncated(ranks), ranks=ranks, note=note)
 
@@ -229,10 +229,11 @@ class Bench:
         ignored = safe_ignored_layers(self.dense, self.data.example, ["classifier"])
         grads = self.data.batches(0)[:8]
         example = self.data.example
-        peers = [Peer(f"tp-{imp}", f"Torch-Pruning {imp}",
-                      [{"round_to": r, "slow": 0.0, "fast": 0.95} for r in self.s.round_to],
-                      lambda f, ratio, imp=imp: prune(self.dense, example, imp, ratio, f["round_to"], ignored, grads))
-                 for imp in ("magnitude", "taylor")]
+        peers = {imp: Peer(f"tp-{imp}", f"Torch-Pruning {imp}",
+                           [{"round_to": r, "slow": 0.0, "fast": 0.95} for r in self.s.round_to],
+                           lambda f, ratio, imp=imp: prune(self.dense, example, imp, ratio, f["round_to"], ignored,
+                                                           grads))
+                 for imp in ("magnitude", "taylor")}
         if aimet_svd.available():
             greedy = str(self.work / "aimet-greedy-eval-scores.pkl")   # AIMET's per-layer table, reused across targets
 
@@ -241,11 +242,11 @@ class Bench:
                     return aimet_svd.spatial_svd_auto(self.dense, example, self.val_score, ratio,
                                                       eval_scores_path=greedy)[0]
                 return aimet_svd.spatial_svd_manual(self.dense, example, ratio)[0]
-            peers.append(Peer("aimet-svd", "AIMET spatial SVD",
-                              [{"mode": m, "slow": 1.0, "fast": 0.05} for m in ("auto", "manual")], spatial_svd))
+            peers["aimet"] = Peer("aimet-svd", "AIMET spatial SVD",
+                                  [{"mode": m, "slow": 1.0, "fast": 0.05} for m in ("auto", "manual")], spatial_svd)
         else:
             print("AIMET is not installed (bench/peers/install_aimet.sh): its rows are left out")
-        return peers
+        return [peers[name] for name in ("magnitude", "aimet", "taylor") if name in peers]
 
     def run_peer(self, peer: Peer) -> None:
         for budget in self.s.budgets:
@@ -293,33 +294,39 @@ class Bench:
         return best
 
     # ---- equal total compute --------------------------------------------------------------------------------
-    def equal_compute(self, peers: list[Peer]) -> None:
-        """Each peer's fine-tuning cut (or extended) so that its total for 3 budgets x 3 devices equals
-        maestro-edge's: LoD training + importance + a profile per device + a fit per budget and device."""
+    def maestro_totals(self) -> dict[str, float]:
+        """CPU-seconds of maestro-edge for 3 budgets x 3 devices: LoD training + importance once, a profile per
+        device, a fit per budget and device (and the levers' extra steps)."""
+        c, devices = self.ledger, DEVICES
+        total = (c.cpu("lod:train") + c.cpu("lod:importance") + devices * c.cpu("lod:profile")
+                 + devices * sum(c.cpu(f"lod:fit@{b}") for b in self.s.budgets))
+        recovery = devices * sum(c.cpu(f"lod+recover:finetune@{b}/0") for b in self.s.budgets)
+        choice = devices * sum(c.cpu(f"lod+choice:fit@{b}") - c.cpu(f"lod:fit@{b}") for b in self.s.budgets)
+        return {"maestro-edge (LoD once)": total, "maestro-edge + recovery": total + recovery,
+                "maestro-edge + plan choice": total + choice}
+
+    def equal_compute(self, peer: Peer) -> None:
+        """The peer's fine-tuning cut (or extended) so that its total for 3 budgets x 3 devices equals
+        maestro-edge's (LoD once); a search per budget and device is paid first."""
         c, runs = self.ledger, DEVICES * len(self.s.budgets)
-        maestro_total = (c.cpu("lod:train") + c.cpu("lod:importance") + DEVICES * c.cpu("lod:profile")
-                         + DEVICES * sum(c.cpu(f"lod:fit@{b}") for b in self.s.budgets))
-        recovery = DEVICES * sum(c.cpu(f"lod+recover:finetune@{b}/0") for b in self.s.budgets)
-        choice = DEVICES * sum(c.cpu(f"lod+choice:fit@{b}") - c.cpu(f"lod:fit@{b}") for b in self.s.budgets)
-        self.totals = {"maestro-edge (LoD once)": maestro_total, "maestro-edge + recovery": maestro_total + recovery,
-                       "maestro-edge + plan choice": maestro_total + choice}
-        for peer in peers:
-            self.totals[peer.label] = sum(DEVICES * (c.cpu(f"{peer.key}:search@{b}") + c.cpu(f"{peer.key}:finetune@{b}/0"))
-                                          for b in self.s.budgets)
-            for budget in self.s.budgets:
-                key, tuned = f"{peer.key}|{budget}|equal-compute", self.rows[f"{peer.key}|{budget}|0"]
-                allowed = maestro_total / runs - c.cpu(f"{peer.key}:search@{budget}")
-                per_step = c.cpu(f"{peer.key}:finetune@{budget}/0") / max(1, tuned["steps"])
-                steps = max(0, int(allowed / per_step))
-                if self.s.max_equal_compute_epochs is not None:   # smoke: a tiny model makes the allowance huge
-                    steps = min(steps, self.s.max_equal_compute_epochs * len(self.data.batches(0)))
-                if key in self.rows:
-                    continue
-                found = tuned["found"]
-                model = peer.build(found["family"], found["knob"])
-                history = self.finetune(model, 0, max_steps=steps) if steps else {"steps": 0}
-                self.keep(key, peer.label, "equal compute", budget, model, found=found, steps=history["steps"],
-                          allowed_cpu_s=round(allowed, 1), note=tuned.get("note", ""))
+        self.totals = {**getattr(self, "totals", {}), **self.maestro_totals()}
+        maestro_total = self.totals["maestro-edge (LoD once)"]
+        self.totals[peer.label] = sum(DEVICES * (c.cpu(f"{peer.key}:search@{b}") + c.cpu(f"{peer.key}:finetune@{b}/0"))
+                                      for b in self.s.budgets)
+        for budget in self.s.budgets:
+            key, tuned = f"{peer.key}|{budget}|equal-compute", self.rows[f"{peer.key}|{budget}|0"]
+            allowed = maestro_total / runs - c.cpu(f"{peer.key}:search@{budget}")
+            per_step = c.cpu(f"{peer.key}:finetune@{budget}/0") / max(1, tuned["steps"])
+            steps = max(0, int(allowed / per_step))
+            if self.s.max_equal_compute_epochs is not None:   # smoke: a tiny model makes the allowance huge
+                steps = min(steps, self.s.max_equal_compute_epochs * len(self.data.batches(0)))
+            if key in self.rows:
+                continue
+            found = tuned["found"]
+            model = peer.build(found["family"], found["knob"])
+            history = self.finetune(model, 0, max_steps=steps) if steps else {"steps": 0}
+            self.keep(key, peer.label, "equal compute", budget, model, found=found, steps=history["steps"],
+                      allowed_cpu_s=round(allowed, 1), note=tuned.get("note", ""))
 
     # ---- the end: every chosen model timed together ---------------------------------------------------------
     def report(self) -> str:
@@ -342,7 +349,7 @@ class Bench:
             lines.append(f"| {row['budget']:.0%} | {row['method']} | {row['setting']} | {seed} | "
                          f"{timings[key].p50_ms / dense_ms:.1%} | {fmt_interval(row['test'])} | {row['val']:.4f} | "
                          f"{row.get('steps', '-')} | {row.get('note', '')} |")
-        totals = getattr(self, "totals", {})
+        totals = getattr(self, "totals", None) or self._ledger_totals()
         if totals:
             lines += ["", "CPU-seconds for 3 budgets x 3 devices (every step; a device's measurements cost what the "
                       "host's did):"] + [f"- {m}: {v:.0f} s" for m, v in totals.items()]
@@ -350,15 +357,31 @@ class Bench:
         (self.work / "report.md").write_text(text + "\n")
         return text
 
+    def _ledger_totals(self) -> dict[str, float]:
+        """The CPU-second totals from the saved ledger (a --report-only run), for what is complete in it."""
+        c, totals = self.ledger.entries, {}
+        try:
+            totals.update(self.maestro_totals())
+        except KeyError:
+            return totals
+        for peer_key in sorted({k.split("|")[0] for k in self.rows if k.startswith(("tp-", "aimet-"))}):
+            label = next(r["method"] for k, r in self.rows.items() if k.startswith(peer_key + "|"))
+            parts = [f"{peer_key}:{step}@{b}" for b in self.s.budgets for step in ("search", "finetune")]
+            parts = [p + "/0" if ":finetune@" in p else p for p in parts]
+            if all(p in c for p in parts):
+                totals[label] = sum(DEVICES * c[p]["cpu_s"] for p in parts)
+        return totals
+
     @property
     def dense_ms(self) -> float:
-        """The dense model's latency now (timed alone, interleaved rounds): budgets are fractions of it."""
-        if not hasattr(self, "_dense_ms"):
+        """The dense model's latency (timed alone, interleaved rounds, at the run's start): budgets are fractions."""
+        path = self.work / "dense_ms.json"   # saved: a resumed run keeps the budgets it started with
+        if not path.is_file():
             from maestro_edge.latency.measure import Protocol, time_programs
 
             spec = (self.data.example,)
-            self._dense_ms = time_programs({"dense": (self.latency.dense_pte, spec)}, Protocol())["dense"].p50_ms
-        return self._dense_ms
+            path.write_text(json.dumps(time_programs({"dense": (self.latency.dense_pte, spec)}, Protocol())["dense"].p50_ms))
+        return json.loads(path.read_text())
 
 
 class _nothing:
@@ -377,15 +400,20 @@ def main(argv=None) -> None:
     parser.add_argument("--budgets", default="0.75,0.5,0.35")
     parser.add_argument("--seeds", type=int, default=2, help="fine-tuning seeds at the tightest budget")
     parser.add_argument("--train-images", type=int, default=None)
+    parser.add_argument("--round-to", default="none,8,16,32", help="Torch-Pruning round_to values searched")
+    parser.add_argument("--report-only", action="store_true", help="time and print the models kept in --work")
     parser.add_argument("--allow-busy", action="store_true", help="profile even beside busy processes (flagged)")
     args = parser.parse_args(argv)
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-peers-"))
     bench = Bench(work, Settings.of(args), args.allow_busy)
+    if args.report_only:   # time and print what an interrupted run kept
+        print(bench.report())
+        return
     bench.maestro()
     peers = bench.peers()
     for peer in peers:
         bench.run_peer(peer)
-    bench.equal_compute(peers)
+        bench.equal_compute(peer)
     print(bench.report())
     print(f"results in {work}")
 

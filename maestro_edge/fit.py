@@ -52,9 +52,10 @@ Progress = Callable[[str], None]
 
 
 def latency_table_for(ckpt: LoDCheckpoint, profile: DeviceProfile, progress: Progress | None = None,
-                      full_delegation: bool = False) -> LatencyTable:
+                      full_delegation: bool = False, allow_busy: bool = False) -> LatencyTable:
     """The measured table cached for this device and model, else measure it (a device whose profile says its
-    latencies are measured, reachable with what its profile says: the host), else estimate."""
+    latencies are measured, reachable with what its profile says: the host; a busy host refused unless
+    ``allow_busy``), else estimate."""
     path = cached_table_path(profile, ckpt.latency_digest())
     if path.is_file():
         table = load_table(path, ckpt, profile)
@@ -68,7 +69,7 @@ def latency_table_for(ckpt: LoDCheckpoint, profile: DeviceProfile, progress: Pro
             progress("exporting the whole model once (a model ExecuTorch cannot take fails here)")
         check_exportable(ckpt, full_delegation)
         report = (lambda what, i, n: progress(f"profiling {what} ({i}/{n})")) if progress else None
-        return target.measure_table(ckpt, progress=report)
+        return target.measure_table(ckpt, progress=report, allow_busy=allow_busy)
     return estimated_table(ckpt, profile)
 
 
@@ -103,7 +104,7 @@ class Fitter:
 
     def __init__(self, ckpt: LoDCheckpoint, progress: Reporter | Progress | None = None, bundle: bool = False,
                  quality=None, full_delegation: bool = False, baselines: bool = False, pessimistic: bool = False,
-                 plan_candidates: int = 0, recovery=None):
+                 plan_candidates: int = 0, recovery=None, allow_busy: bool = False):
         """``quality``: how truncated models are scored (maestro_edge.quality); by default held-out accuracy
         for a built-in model, the importance table's estimate for a user model (pass a UserMetric to measure).
         ``full_delegation``: refuse a model with any op outside XNNPACK instead of running it on portable kernels.
@@ -115,6 +116,7 @@ class Fitter:
         guess at a plan's true drop (README), a validation score is a measurement. Costs one score per plan.
         ``recovery``: a train.recover.Recovery: the chosen truncated model is fine-tuned toward the dense one
         before it is scored and exported (the latency does not change: only weights move).
+        ``allow_busy``: a table measured now on a busy host is kept (flagged) instead of refused.
         """
         self.ckpt = ckpt
         self.bundle = bundle   # also write model.bpte: the .pte with reference inputs/outputs (BundledProgram)
@@ -127,6 +129,7 @@ class Fitter:
         self.pessimistic = pessimistic
         self.plan_candidates = plan_candidates
         self.recovery = recovery
+        self.allow_busy = allow_busy
         if plan_candidates and self.quality.source != "measured":
             raise UsageError("choosing among plans needs a measured metric: pass --eval with your validation "
                              "function (or drop --choose-among)")
@@ -162,7 +165,7 @@ class Fitter:
         out_dir = Path(out_dir)
         # one writer per folder (a killed writer's leftovers cleaned); the timer is closed after
         with claim_output_folder(out_dir), self._timer(profile, timer) as timer:
-            table = table or latency_table_for(self.ckpt, profile, self.say, self.full_delegation)
+            table = table or latency_table_for(self.ckpt, profile, self.say, self.full_delegation, self.allow_busy)
             table, anchor = self._anchor(profile, table, timer)
             layers = solver_layers(self.ckpt, table)
             band = error_band(profile) if table.source == "estimated" else None

@@ -31,7 +31,7 @@ from maestro_edge.data import load_eval_data
 from maestro_edge.errors import UsageError
 from maestro_edge.lod.importance import score_model
 from maestro_edge.progress import Reporter
-from maestro_edge.train.evaluate import all_cores, core_count, recalibrate_bn_
+from maestro_edge.train.evaluate import all_cores, core_count, recalibrate_bn_, recalibrate_bn_batches_  # noqa: F401 (public here too)
 
 EVAL_IMAGES = 1000    # the first 1000 test images: the ones shipped in assets/, the same ones when the full set is
                       # installed; ±2.3 pp (95%) at 84% accuracy, and the interval is reported with every score
@@ -280,38 +280,6 @@ def _pte_logits(pte: bytes, x: torch.Tensor, advance: Callable[[int], None]) -> 
             out.append(method.execute((x[i:i + 1],))[0].float())
             advance(1)
     return torch.cat(out)
-
-
-@torch.no_grad()
-def recalibrate_bn_batches_(model: nn.Module, batches: Iterable) -> int:
-    """BatchNorm statistics recomputed (cumulative average) over the user's batches; returns how many ran.
-
-    A batch is the model's input: a tensor, or a tuple of tensors (called as ``model(*batch)``).
-    """
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    if not bns:
-        return 0
-    was_training = model.training
-    saved = [bn.momentum for bn in bns]
-    for bn in bns:
-        bn.reset_running_stats()
-        bn.momentum = None
-    model.train()
-    count = 0
-    try:
-        with all_cores():
-            for batch in batches:
-                model(*_inputs(batch))
-                count += 1
-    finally:
-        for bn, momentum in zip(bns, saved):
-            bn.momentum = momentum
-        model.train(was_training)
-    return count
-
-
-def _inputs(batch) -> tuple:
-    return (batch,) if isinstance(batch, torch.Tensor) else tuple(batch)
 
 
 def store_dense_score(path: str, progress: Reporter = Reporter()) -> Score:

@@ -88,7 +88,7 @@ def test_a_random_bert_encoder_fits_on_the_host(tmp_path):
     me.LoDCheckpoint.from_model(model, (ids, mask), importance=table).save(tmp_path / "bert.lod")
 
     done = cli("fit", "--model", str(tmp_path / "bert.lod"), "--device", "host", "--ms", "100",
-               "--out", str(tmp_path / "fit"), "--quiet")
+               "--out", str(tmp_path / "fit"), "--allow-busy", "--quiet")
     assert done.returncode == 0, done.stderr
     ckpt = me.LoDCheckpoint.load(tmp_path / "bert.lod")
     record = check_exports(tmp_path / "fit", ckpt)

@@ -48,12 +48,15 @@ from maestro_edge.outputs import check_output_folder
 @click.option("--train-data", "train_data_spec", default=None, metavar="MODULE:FUNCTION",
               help="With --recover-epochs and your model: a function returning batches of model inputs to "
                    "fine-tune on (like --calibrate's; the dense model's outputs are the targets).")
+@click.option("--allow-busy", is_flag=True,
+              help="When the host's table is measured now: keep it even if other processes kept the cores busy "
+                   "(flagged in the table and fit.json) instead of refusing.")
 @bundle_option
 @quality_options
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 def fit(devices_, budgets, model_path, table_path, out_dir, host, port, identity, python, serial, runner, as_json,
-        pessimistic, baselines, plan_candidates, recover_epochs, train_data_spec, bundle, eval_spec, calibrate_spec,
-        full_delegation, quiet):
+        pessimistic, baselines, plan_candidates, recover_epochs, train_data_spec, allow_busy, bundle, eval_spec,
+        calibrate_spec, full_delegation, quiet):
     """Pick per-layer ranks that meet the budget, export .pte and .onnx, verify them.
 
     \b
@@ -95,7 +98,7 @@ def fit(devices_, budgets, model_path, table_path, out_dir, host, port, identity
     fitter = Fitter(ckpt, progress=echo_progress(quiet), bundle=bundle,
                     quality=quality(ckpt, eval_spec, calibrate_spec), full_delegation=full_delegation,
                     baselines=baselines, pessimistic=pessimistic, plan_candidates=plan_candidates,
-                    recovery=recovery(ckpt, recover_epochs, train_data_spec))
+                    recovery=recovery(ckpt, recover_epochs, train_data_spec), allow_busy=allow_busy)
     records, failures = [], []
     with contextlib.ExitStack() as stack:
         timers = {t.name: stack.enter_context(t.timer_if_measurable()) for t in targets}

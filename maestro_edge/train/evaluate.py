@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Callable
+from typing import Callable, Iterable
 
 import torch
 import torch.nn.functional as F
@@ -77,3 +77,35 @@ def recalibrate_bn_(model: nn.Module, x: torch.Tensor, batch_size: int = 256,
     for bn, momentum in zip(bns, saved):
         bn.momentum = momentum
     model.train(was_training)
+
+
+@torch.no_grad()
+def recalibrate_bn_batches_(model: nn.Module, batches: Iterable) -> int:
+    """BatchNorm statistics recomputed (cumulative average) over the user's batches; returns how many ran.
+
+    A batch is the model's input: a tensor, or a tuple of tensors (called as ``model(*batch)``).
+    """
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns:
+        return 0
+    was_training = model.training
+    saved = [bn.momentum for bn in bns]
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None
+    model.train()
+    count = 0
+    try:
+        with all_cores():
+            for batch in batches:
+                model(*_inputs(batch))
+                count += 1
+    finally:
+        for bn, momentum in zip(bns, saved):
+            bn.momentum = momentum
+        model.train(was_training)
+    return count
+
+
+def _inputs(batch) -> tuple:
+    return (batch,) if isinstance(batch, torch.Tensor) else tuple(batch)

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from maestro_edge.errors import MaestroError
-from maestro_edge.quality import recalibrate_bn_batches_
+from maestro_edge.train.evaluate import recalibrate_bn_batches_
 from maestro_edge.train.lod_schedule import _epochs
 
 

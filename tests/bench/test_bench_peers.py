@@ -29,8 +29,9 @@ def test_bench_peers_smoke(tmp_path):
                             text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     rows = [ROW.match(line).groups() for line in result.stdout.splitlines() if ROW.match(line)]
-    methods = {"maestro-edge (LoD once)", "maestro-edge + recovery", "SVD + solver", "uniform rank",
-               "Torch-Pruning magnitude", "Torch-Pruning taylor"} | ({"AIMET spatial SVD"} if aimet_svd.available() else set())
+    methods = {"maestro-edge (LoD once)", "maestro-edge + recovery", "maestro-edge + plan choice", "SVD + solver",
+               "uniform rank", "Torch-Pruning magnitude", "Torch-Pruning taylor"}
+    methods |= {"AIMET spatial SVD"} if aimet_svd.available() else set()
     for budget in ("75", "50", "35"):
         assert {m.strip() for b, m, *_ in rows if b == budget} == methods, result.stdout
     for _, _, _, _, ratio, accuracy, low, high in rows:
