@@ -23,6 +23,7 @@ Wilson intervals). Every step is saved under --work; a rerun resumes where the l
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import os
@@ -162,7 +163,8 @@ class Bench:
         from maestro_edge.latency.target import Target
 
         os.environ["MAESTRO_EDGE_CACHE"] = str(self.work / "cache")
-        with self.ledger.measure("lod:profile") if "lod:profile" not in self.ledger.entries else _nothing():
+        measured_before = "lod:profile" in self.ledger.entries   # a resumed run does not count the cached table
+        with contextlib.nullcontext() if measured_before else self.ledger.measure("lod:profile"):
             table, path, cached = Target.resolve(find_profile("host")).profile_table(ckpt, allow_busy=self.allow_busy)
         print(f"host table {path} ({'cached' if cached else 'measured'}): dense {table.full_model_ms:.4f} ms")
         return table
@@ -380,16 +382,9 @@ class Bench:
             from maestro_edge.latency.measure import Protocol, time_programs
 
             spec = (self.data.example,)
-            path.write_text(json.dumps(time_programs({"dense": (self.latency.dense_pte, spec)}, Protocol())["dense"].p50_ms))
+            timing = time_programs({"dense": (self.latency.dense_pte, spec)}, Protocol())["dense"]
+            path.write_text(json.dumps(timing.p50_ms))
         return json.loads(path.read_text())
-
-
-class _nothing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *_):
-        return False
 
 
 def main(argv=None) -> None:
