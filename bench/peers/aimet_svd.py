@@ -99,17 +99,8 @@ def available() -> bool:
 
 
 def _reached_modules(model: nn.Module, example_input) -> set[str]:
-    names, hooks = set(), []
-    for name, module in model.named_modules():
-        if isinstance(module, (nn.Conv2d, nn.Linear)):
-            hooks.append(module.register_forward_hook(lambda m, i, o, n=name: names.add(n)))
-    try:
-        with torch.no_grad():
-            model(*_as_tuple(example_input))
-    finally:
-        for h in hooks:
-            h.remove()
-    return names
+    """The Conv2d/Linear layers the example forward pass runs."""
+    return set(count_macs(model, example_input, per_module=True)["modules"])
 
 
 def _as_tuple(example_input) -> tuple:
