@@ -67,3 +67,26 @@ def _culprit(dense, example, ignored) -> str:
         except RuntimeError:
             return name
     raise RuntimeError("no single layer explains the failure")
+
+
+def prune_encoder(dense: nn.Module, example: tuple, ffn_ratio: float, head_ratio: float) -> nn.Module:
+    """A copy of a Hugging Face BERT-style encoder (``model.bert.encoder.layer[i]``) with ``ffn_ratio`` of every
+    FFN's hidden units and ``head_ratio`` of every block's attention heads removed, magnitude importance; the
+    residual width (embeddings, attention output, FFN output, LayerNorms) stays whole. Torch-Pruning's head
+    pruning (``num_heads``, ``prune_num_heads``) updates its own bookkeeping only: each attention module's
+    ``num_attention_heads`` and ``all_head_size`` are set here from the pruned query projection."""
+    import torch_pruning as tp
+
+    model = copy.deepcopy(dense).eval().requires_grad_(True)   # Torch-Pruning leaves frozen weights alone
+    blocks = model.bert.encoder.layer
+    attention = [block.attention.self for block in blocks]
+    num_heads = {lin: a.num_attention_heads for a in attention for lin in (a.query, a.key, a.value)}
+    residual = [m for block in blocks for m in (block.attention.output.dense, block.output.dense)]
+    pruner = tp.pruner.MetaPruner(model, example, importance=IMPORTANCE["magnitude"](tp), pruning_ratio=ffn_ratio,
+                                  ignored_layers=residual, num_heads=num_heads, prune_num_heads=True,
+                                  prune_head_dims=False, head_pruning_ratio=head_ratio)
+    pruner.step()
+    for a in attention:
+        a.all_head_size = a.query.out_features
+        a.num_attention_heads = a.all_head_size // a.attention_head_size
+    return model.eval()

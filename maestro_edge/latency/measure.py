@@ -88,8 +88,14 @@ def inputs_for(spec: InputSpec, generator: torch.Generator | None = None) -> tup
 
 
 def time_programs(programs: dict[str, tuple[bytes, InputSpec]], protocol: Protocol = Protocol()) -> dict[str, Timing]:
-    """Time each ``name -> (pte bytes, input shape or inputs)`` program; returns ``name -> Timing``."""
-    _set_threads(protocol.threads)
+    """Time each ``name -> (pte bytes, input shape or inputs)`` program; returns ``name -> Timing``. The thread
+    counts (ExecuTorch's pool, torch's) are the protocol's while timing and the caller's again after: a caller
+    that trains next (``fit --recover-epochs``) keeps its cores."""
+    with executorch_threads(protocol.threads):
+        return _time_programs(programs, protocol)
+
+
+def _time_programs(programs: dict[str, tuple[bytes, InputSpec]], protocol: Protocol) -> dict[str, Timing]:
     from executorch.runtime import Runtime
 
     generator = torch.Generator().manual_seed(protocol.seed)
