@@ -104,6 +104,8 @@ def main(argv=None):
     parser.add_argument("--budgets", type=int, default=10)
     parser.add_argument("--quick", action="store_true", help="smoke mode: 4 plans, 2 budgets, short protocol")
     parser.add_argument("--p1-only", action="store_true", help="P1 and P5 only (no fits: a user model without --eval)")
+    parser.add_argument("--allow-busy", action="store_true",
+                        help="profile even beside busy processes (the table is flagged; for smoke runs, not figures)")
     args = parser.parse_args(argv)
     if args.quick:
         args.plans, args.budgets = 4, 2
@@ -111,7 +113,8 @@ def main(argv=None):
     protocol = Protocol(rounds=7, calls=10) if args.quick else Protocol(rounds=21, calls=20)
     command = "python bench/bench_host.py " + " ".join(sys.argv[1:] if argv is None else argv)
     ckpt = LoDCheckpoint.load(args.model)
-    table = latency_table_for(ckpt, find_profile("host"), progress=lambda m: print(f"  {m}", file=sys.stderr))
+    table = latency_table_for(ckpt, find_profile("host"), progress=lambda m: print(f"  {m}", file=sys.stderr),
+                              allow_busy=args.allow_busy)
     print(f"command: `{command}`; date {date.today()}; machine: {machine()}; ExecuTorch XNNPACK, 1 thread; "
           f"model {ckpt.arch['name']} ({ckpt.digest()})\n")
 

@@ -126,7 +126,8 @@ class Bench:
                 self._fit("svd", "SVD + solver", ckpts["svd"], table, budget)
             self._fit("lod", "maestro-edge (LoD once)", ckpts["lod"], table, budget)
             self._recovered(ckpts["lod"], budget)
-            self._fit("lod+choice", "maestro-edge + plan choice", ckpts["lod"], table, budget, PLAN_CANDIDATES)
+            if "plan choice" in self.task.levers:
+                self._fit("lod+choice", "maestro-edge + plan choice", ckpts["lod"], table, budget, PLAN_CANDIDATES)
         self._uniform(ckpts["lod"], table)
 
     def _host_table(self, ckpt):
@@ -259,9 +260,11 @@ class Bench:
         total = (c.cpu("lod:train") + c.cpu("lod:importance") + devices * c.cpu("lod:profile")
                  + devices * sum(c.cpu(f"lod:fit@{b}") for b in self.s.budgets))
         recovery = devices * sum(c.cpu(f"lod+recover:finetune@{b}/0") for b in self.s.budgets)
-        choice = devices * sum(c.cpu(f"lod+choice:fit@{b}") - c.cpu(f"lod:fit@{b}") for b in self.s.budgets)
-        return {"maestro-edge (LoD once)": total, "maestro-edge + recovery": total + recovery,
-                "maestro-edge + plan choice": total + choice}
+        totals = {"maestro-edge (LoD once)": total, "maestro-edge + recovery": total + recovery}
+        if "plan choice" in self.task.levers:
+            choice = devices * sum(c.cpu(f"lod+choice:fit@{b}") - c.cpu(f"lod:fit@{b}") for b in self.s.budgets)
+            totals["maestro-edge + plan choice"] = total + choice
+        return totals
 
     def equal_compute(self, peer: Peer) -> None:
         """The peer's fine-tuning cut (or extended) so that its total for 3 budgets x 3 devices equals

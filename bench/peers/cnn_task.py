@@ -55,6 +55,7 @@ class UserCnnTask:
     metrics = ("test accuracy",)
     val_name = "val_accuracy"
     maestro_starts = ("svd", "lod")
+    levers = ("plan choice",)
 
     def __init__(self, work: Path, smoke: bool, epochs: int = 1, train_images: int | None = None,
                  round_to: tuple = (None, 8, 16, 32), lr: float = 1e-3):

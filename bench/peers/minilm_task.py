@@ -16,7 +16,8 @@ off (the student should match the teacher's deterministic outputs, as finetune.p
 Peer: Torch-Pruning on FFN width (the knob) and attention heads (the knob family), magnitude importance.
 Taylor importance is left out: its gradients would come from the distillation loss, which is zero at the start
 model (the student is the teacher), and a sentence-embedding user has no task loss to take them from.
-No SVD + solver row: P9 measured it (7 min of importance table); this run spends its time on the peer.
+No SVD + solver row (P9 measured it: 7 min of importance table) and no plan choice (it gained nothing on the
+CNN, and costs 8 exports per budget here): this run spends its time on the peer.
 """
 
 from __future__ import annotations
@@ -87,6 +88,7 @@ class MiniLMTask:
     key = "minilm"
     metrics = ("Lee-50 Pearson", "test cosine")
     maestro_starts = ("lod",)
+    levers = ()   # plan choice: 8 candidates exported and scored per budget; it gained nothing on the CNN
     val_name = "val cosine to the original"
 
     def __init__(self, work: Path, smoke: bool, lod_steps: int = 400, batch: int = 16, lr: float = 1e-4):

@@ -32,6 +32,7 @@ class Task(Protocol):
     example: tuple                    # its inputs, batch 1: what every method exports with
     metrics: tuple[str, ...]          # the test scores, in report order
     maestro_starts: tuple[str, ...]   # "svd" (no LoD training, a baseline) and/or "lod"
+    levers: tuple[str, ...]           # maestro-edge's levers run besides recovery: "plan choice"
     fine_tuning: str                  # what "equal fine-tuning" gives every method, in words
 
     def val_score(self, model: nn.Module) -> float: ...
