@@ -11,7 +11,9 @@ Imports of torch/executorch happen inside commands, so ``--help`` is instant. Ex
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 from pathlib import Path
 
 import click
@@ -46,8 +48,33 @@ cli.add_command(export)
 cli.add_command(report)
 
 
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP, raised where the process is, so it unwinds like Ctrl-C: every ``finally`` runs (locks
+    and staging folders are removed, a profile's journal keeps what was measured). A BaseException, so no
+    ``except Exception`` on the way turns it into another error."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _terminate(signum, _frame):
+    raise Terminated(signum)
+
+
 def main(argv=None) -> None:
-    """Entry point: one line per error, exit 2 for usage errors, 1 for others, 130 on Ctrl-C."""
+    """Entry point: one line per error, exit 2 for usage errors, 1 for others, 130 on Ctrl-C, 128 + the signal's
+    number on SIGTERM (143) and SIGHUP (129)."""
+    handled = (signal.SIGTERM, signal.SIGHUP) if threading.current_thread() is threading.main_thread() else ()
+    before = {sig: signal.signal(sig, _terminate) for sig in handled}
+    try:
+        _run(argv)
+    finally:
+        for sig, handler in before.items():   # main() called in-process (tests, a user's script) restores them
+            signal.signal(sig, handler)
+
+
+def _run(argv) -> None:
     try:
         code = cli.main(args=argv, prog_name="maestro-edge", standalone_mode=False)
     except click.exceptions.NoArgsIsHelpError:
@@ -62,6 +89,10 @@ def main(argv=None) -> None:
     except (KeyboardInterrupt, click.Abort):
         click.echo("Interrupted.", err=True)
         sys.exit(130)
+    except Terminated as e:
+        name = signal.Signals(e.signum).name
+        click.echo(f"Terminated by {name}; nothing half-written was left (run the command again to go on).", err=True)
+        sys.exit(128 + e.signum)
     sys.exit(code if isinstance(code, int) else 0)   # --help/--version return their code here
 
 

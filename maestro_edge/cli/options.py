@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,16 +83,24 @@ def recovery(ckpt, epochs: int, train_data_spec: str | None):
     return Recovery(image_batches(ckpt.data["name"], ckpt.data.get("seed", 0)), F.cross_entropy, epochs)
 
 
+# a budget as people write it: ASCII digits, an optional fraction and exponent (no "1_0", no fullwidth digits,
+# no "nan": float() takes all of those)
+_MILLISECONDS = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?", re.ASCII)
+
+
 def parse_budgets(ctx, param, value):
-    """'20' or '10,15,20' -> [20.0] or [10.0, 15.0, 20.0], each a positive, finite number of ms."""
+    """'20' or '10,15,20' -> [20.0] or [10.0, 15.0, 20.0], each a positive, finite number of ms, each once."""
     budgets = []
     for part in value.split(","):
-        try:
-            budget = float(part)
-        except ValueError:
-            raise click.BadParameter(f"{part.strip()!r} is not a number of milliseconds (use e.g. 20 or 10,15,20)")
+        text = part.strip()
+        if not _MILLISECONDS.fullmatch(text):
+            raise click.BadParameter(f"{text!r} is not a number of milliseconds (use plain digits, e.g. 20, 7.5 or "
+                                     "10,15,20)")
+        budget = float(text)
         if not math.isfinite(budget) or budget <= 0:
-            raise click.BadParameter(f"the budget must be a positive number of milliseconds, got {part.strip()}")
+            raise click.BadParameter(f"the budget must be a positive, finite number of milliseconds, got {text}")
+        if budget in budgets:
+            raise click.BadParameter(f"{text} ms is given twice (each budget is one output folder); give it once")
         budgets.append(budget)
     return budgets
 

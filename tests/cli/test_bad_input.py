@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import pickle
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from maestro_edge.cli import main
 
@@ -33,8 +36,12 @@ def assert_one_line_error(code, err, *words):
     ("10,-1", ["positive", "-1"]),
     ("-3", ["positive", "-3"]),
     ("abc", ["abc", "--ms"]),
-    ("nan", ["positive"]),
-    ("inf", ["positive"]),
+    ("nan", ["not a number"]),
+    ("inf", ["not a number"]),
+    ("1e400", ["positive", "finite"]),
+    ("1_0", ["not a number"]),
+    ("\uff12\uff10", ["not a number"]),   # fullwidth 20
+    ("0.3,0.30", ["twice"]),
 ])
 def test_bad_budget(capsys, tmp_path, budget, words):
     code, _, err = run(capsys, "fit", "--device", "pixel7", "--ms", budget, "--out", str(tmp_path / "o"))
@@ -146,3 +153,19 @@ def test_bad_plan_is_refused(capsys, tmp_path, tiny_checkpoint, content):
     code, _, err = run(capsys, "export", "--plan", str(plan), "--model", str(tiny_checkpoint), "--out", str(tmp_path / "o"))
     assert_one_line_error(code, err)
     assert not (tmp_path / "o").exists()
+
+
+@given(st.text(alphabet=st.sampled_from("0123456789.,-+eE _\uff11n a"), max_size=12))
+@settings(max_examples=300, deadline=None)
+def test_parse_budgets_gives_positive_distinct_numbers_or_refuses(value):
+    """Whatever the text: distinct positive finite floats, one per comma-separated part, or a BadParameter."""
+    import click
+
+    from maestro_edge.cli.options import parse_budgets
+
+    try:
+        budgets = parse_budgets(None, None, value)
+    except click.BadParameter:
+        return
+    assert len(budgets) == len(value.split(",")) == len(set(budgets))
+    assert all(math.isfinite(b) and b > 0 for b in budgets)
