@@ -127,7 +127,14 @@ def _inspect(path: Path) -> os.stat_result | None:
 def check_output_folder(out_dir: Path) -> None:
     """Refuse an output folder that cannot be written or replaced (see the module docstring), or one
     holding anything but our outputs: ``fit`` replaces it as a whole, and other files are someone's work."""
-    out_dir = Path(out_dir)
+    out_dir = Path(out_dir)   # an empty --out arrives as "." (pathlib)
+    try:
+        here, target = os.path.realpath(os.getcwd()), os.path.realpath(out_dir)
+    except FileNotFoundError:   # the working folder was deleted: nothing of it to protect
+        here = target = None
+    if here is not None and (here == target or here.startswith(target.rstrip(os.sep) + os.sep)):
+        raise UsageError(f"output path {shown(out_dir)} is the current folder or holds it, and fit replaces its "
+                         "output folder as a whole; pass a new folder, e.g. --out out")
     try:
         own = _inspect(out_dir)
     except _Unusable as e:

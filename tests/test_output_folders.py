@@ -244,3 +244,14 @@ def test_an_output_under_a_folder_this_process_cannot_write(read_only_folder):
     refused(check_output_folder, read_only_folder / "fit", "cannot write", "pass another --out")
     refused(check_output_file, read_only_folder / "sub" / "lod.pt", "cannot write", "give another path")
     assert list(read_only_folder.iterdir()) == []
+
+
+@pytest.mark.parametrize("out", ["", ".", "..", "{cwd}", "{cwd}/sub/.."])
+def test_the_working_folder_or_a_parent_is_never_an_output_folder(tmp_path, monkeypatch, out):
+    """An empty working folder passes every other check (empty, writable): `fit --out ""` replaced it."""
+    cwd = tmp_path / "work"
+    (cwd / "sub").mkdir(parents=True)
+    monkeypatch.chdir(cwd)
+    with pytest.raises(UsageError, match="current folder or holds it"):
+        check_output_folder(Path(out.format(cwd=cwd)))
+    assert cwd.is_dir() and (cwd / "sub").is_dir()

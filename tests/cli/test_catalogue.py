@@ -264,6 +264,8 @@ CATALOGUE = [
     case("ms-empty", ["fit", "--device", "pixel7", "--ms", "", "--out", "{out}"], ["not a number"], 2),
     case("ms-with-unit", ["fit", "--device", "pixel7", "--ms", "20ms", "--out", "{out}"], ["20ms", "not a number"], 2),
     case("ms-overflow", ["fit", "--device", "pixel7", "--ms", "1e400", "--out", "{out}"], ["positive", "finite"], 2),
+    case("out-empty", ["fit", "--device", "pixel7", "--ms", "20", "--out", ""], ["current folder", "--out out"], 2),
+    case("out-parent-of-cwd", ["fit", "--device", "pixel7", "--ms", "20", "--out", ".."], ["current folder"], 2),
     case("ms-twice", ["fit", "--device", "pixel7", "--ms", "0.3,0.30", "--out", "{out}"], ["twice", "give it once"], 2),
     case("ms-underscore", ["fit", "--device", "pixel7", "--ms", "1_0", "--out", "{out}"], ["1_0", "not a number"], 2),
     # --- device names and profile files ---
