@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from maestro_edge.data import load_eval_data
+from maestro_edge.entry_points import checked_batches
 from maestro_edge.errors import UsageError
 from maestro_edge.lod.importance import score_model
 from maestro_edge.progress import Reporter
@@ -184,7 +185,7 @@ class UserMetric:
     def calibrate_(self, model: nn.Module, progress: Reporter = Reporter()) -> None:
         if self.calibration is not None:
             progress.say("recalibrating BatchNorm on your batches (--calibrate)")
-            recalibrate_bn_batches_(model, self.calibration())
+            recalibrate_bn_batches_(model, checked_batches(self.calibration(), "--calibrate"))
 
     def score(self, model: nn.Module, pte: bytes | None = None, progress: Reporter = Reporter()) -> Score:
         """The user's function of the eager model (it takes a module; the .pte is checked against it)."""

@@ -10,6 +10,7 @@ across layers (measured in BENCHMARKS.md, not assumed true).
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Callable
 
 import torch
@@ -63,14 +64,20 @@ def score_model(eval_fn, model, name: str, what: str) -> float:
     try:
         with torch.no_grad():
             value = eval_fn(model)
+    except MaestroError:   # already one line (a fenced --eval function names itself)
+        raise
     except Exception as e:
         raise MaestroError(f"eval function {name!r} raised {type(e).__name__} on {what}: "
                            f"{' '.join(str(e).split())[:160]}; fix the function") from None
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
+    except SystemExit as e:
+        raise MaestroError(f"eval function {name!r} called exit({e.code!r}) on {what}; it must return a number, "
+                           "not exit") from None
+    if isinstance(value, torch.Tensor) and value.numel() == 1:   # a 0-d (or 1-element) tensor: its number
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):   # "0.9" and True are not scores
         raise MaestroError(f"eval function {name!r} returned {type(value).__name__}, not a number, on {what}; "
-                           "it must return one float (higher is better)") from None
+                           "it must return one float (higher is better)")
+    value = float(value)
     if not math.isfinite(value):
         raise MaestroError(f"eval function {name!r} returned {value} on {what}; it must return a finite float")
     return value

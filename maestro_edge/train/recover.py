@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from maestro_edge.entry_points import checked_batches
 from maestro_edge.errors import MaestroError
 from maestro_edge.train.evaluate import recalibrate_bn_batches_
 from maestro_edge.train.lod_schedule import _epochs
@@ -71,7 +72,7 @@ class Recovery:
 
     def run(self, small: nn.Module, teacher: nn.Module, progress: Callable[[str], None] | None = None) -> dict:
         """Fine-tune ``small`` in place toward ``teacher``; the record fit.json keeps."""
-        batches = self.batches()
+        batches = checked_batches(self.batches(), "--train-data")
         if self.loss_fn is None:   # inputs only (what --calibrate returns too): the dense model gives the targets
             batches = [(inputs, None) for inputs in batches]
         history = recover(small, batches, self.loss_fn, teacher=teacher, epochs=self.epochs,

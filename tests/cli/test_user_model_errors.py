@@ -15,12 +15,22 @@ import maestro_edge as me
 from tests.cli.test_catalogue import assert_one_line_error, run_cli, snapshot
 
 EVALS = '''
+import sys
 import math
 def score(model): return 0.5
 def boom(model): return 1 / 0
 def nan(model): return math.nan
 def text(model): return "good"
 def batches(): return []
+def yes(model): return True
+def numeric_text(model): return "0.9"
+def leaves(model): sys.exit(0)
+def calibrate_boom(): raise RuntimeError("no data here")
+def calibrate_text(): return "batches"
+def chatty(model):
+    for i in range(2000):
+        print("evaluating", i)
+    return 0.5
 not_callable = 3
 '''
 
@@ -73,6 +83,13 @@ CASES = {
     "user-eval-raises": (["--model", "good.lod", "--eval", "evals:boom"], ["raised ZeroDivisionError"]),
     "user-eval-returns-nan": (["--model", "good.lod", "--eval", "evals:nan"], ["returned nan"]),
     "user-eval-returns-text": (["--model", "good.lod", "--eval", "evals:text"], ["not a number"]),
+    "user-eval-returns-numeric-text": (["--model", "good.lod", "--eval", "evals:numeric_text"], ["str", "not a number"]),
+    "user-eval-returns-bool": (["--model", "good.lod", "--eval", "evals:yes"], ["bool", "not a number"]),
+    "user-eval-exits": (["--model", "good.lod", "--eval", "evals:leaves"], ["exit(0)", "must return"]),
+    "user-calibrate-raises": (["--model", "good.lod", "--eval", "evals:chatty", "--calibrate", "evals:calibrate_boom"],
+                              ["--calibrate evals:calibrate_boom", "raised RuntimeError", "fix the function"]),
+    "user-calibrate-returns-text": (["--model", "good.lod", "--eval", "evals:chatty", "--calibrate",
+                                     "evals:calibrate_text"], ["--calibrate returned str", "batches"]),
     "user-calibrate-without-eval": (["--model", "good.lod", "--calibrate", "evals:batches"], ["needs --eval"]),
     "user-recover-without-train-data": (["--model", "good.lod", "--recover-epochs", "1"], ["pass --train-data"]),
     "user-train-data-gives-nothing": (["--model", "good.lod", "--recover-epochs", "1", "--train-data", "evals:batches"],
@@ -91,3 +108,15 @@ def test_user_model_bad_input(capsys, monkeypatch, user, case_id):
     code, out, err = run_cli(capsys, [*FIT, *extra, "--out", str(user / "out"), "--quiet"])
     assert_one_line_error(code, out, err, words)
     assert snapshot(user) == before, "files were written, changed or left behind"
+
+
+def test_a_chatty_eval_function_does_not_break_fit_json(capsys, monkeypatch, user, tmp_path):
+    """The user's prints go to stderr: `fit --json` keeps stdout one JSON document."""
+    import json
+
+    monkeypatch.chdir(user)
+    code, out, err = run_cli(capsys, [*FIT, "--model", "good.lod", "--eval", "evals:chatty", "--json", "--quiet",
+                                      "--out", str(tmp_path / "out")])
+    assert code == 0, err[-2000:]
+    json.loads(out)
+    assert err.count("evaluating 1999") >= 1
