@@ -29,7 +29,10 @@ class TableError(MaestroError):
 
 
 class InfeasibleBudget(MaestroError):
-    """No rank plan meets the budget; carries the fastest achievable latency."""
+    """No rank plan meets the budget; carries the fastest achievable latency. A usage error (exit 2): the
+    budget is the user's input, and the message says the least one that works."""
+
+    exit_code = 2
 
     def __init__(self, message: str, min_ms: float):
         super().__init__(message)

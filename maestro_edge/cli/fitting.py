@@ -99,7 +99,7 @@ def fit(devices_, budgets, model_path, table_path, out_dir, host, port, identity
                     quality=quality(ckpt, eval_spec, calibrate_spec), full_delegation=full_delegation,
                     baselines=baselines, pessimistic=pessimistic, plan_candidates=plan_candidates,
                     recovery=recovery(ckpt, recover_epochs, train_data_spec), allow_busy=allow_busy)
-    records, failures = [], []
+    records, failures, codes = [], [], set()
     with contextlib.ExitStack() as stack:
         timers = {t.name: stack.enter_context(t.timer_if_measurable()) for t in targets}
         for prof, budget, folder in jobs:
@@ -111,7 +111,12 @@ def fit(devices_, budgets, model_path, table_path, out_dir, host, port, identity
                 if not many:
                     raise
                 failures.append(f"{prof.name} at {budget:g} ms: {e}")
+                codes.add(e.exit_code)
                 click.echo(f"Error: {failures[-1]}", err=True)
+    if not records:   # nothing to summarise (no header, no legend): the errors above are the whole story
+        error = MaestroError(f"all {len(jobs)} fits failed (see above); fix what they say and run again")
+        error.exit_code = 2 if codes == {2} else 1   # every one a usage error (budgets): a usage error
+        raise error
     if as_json:
         click.echo(json.dumps(records if many else records[0], indent=2))
     else:

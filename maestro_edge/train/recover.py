@@ -21,7 +21,7 @@ from torch import nn
 
 from maestro_edge.entry_points import checked_batches
 from maestro_edge.errors import MaestroError
-from maestro_edge.train.evaluate import recalibrate_bn_batches_
+from maestro_edge.train.evaluate import all_cores, recalibrate_bn_batches_
 from maestro_edge.train.lod_schedule import _epochs
 
 
@@ -75,8 +75,9 @@ class Recovery:
         batches = checked_batches(self.batches(), "--train-data")
         if self.loss_fn is None:   # inputs only (what --calibrate returns too): the dense model gives the targets
             batches = [(inputs, None) for inputs in batches]
-        history = recover(small, batches, self.loss_fn, teacher=teacher, epochs=self.epochs,
-                          max_steps=self.max_steps, lr=self.lr, progress=progress)
+        with all_cores():   # fit runs torch at 1 thread (latency); fine-tuning is throughput work
+            history = recover(small, batches, self.loss_fn, teacher=teacher, epochs=self.epochs,
+                              max_steps=self.max_steps, lr=self.lr, progress=progress)
         if not history["steps"]:
             raise MaestroError("recovery: the training data gave no batch; check what --train-data returns")
         return {"epochs": self.epochs, "steps": history["steps"], "lr": self.lr,

@@ -104,6 +104,7 @@ def test_budget_below_fastest_model(capsys, tmp_path, tiny_checkpoint):
     code, _, err = run(capsys, "fit", "--device", "pixel7", "--ms", "0.00001", "--model", str(tiny_checkpoint),
                        "--out", str(tmp_path / "o"))
     assert_one_line_error(code, err, "fastest", "pixel7", "estimated", "at least")
+    assert code == 2   # a budget is a usage error (docs/errors.md)
     assert not (tmp_path / "o").exists()
     assert not list(tmp_path.glob(".o*")), "staging folder left behind"
 
@@ -169,3 +170,12 @@ def test_parse_budgets_gives_positive_distinct_numbers_or_refuses(value):
         return
     assert len(budgets) == len(value.split(",")) == len(set(budgets))
     assert all(math.isfinite(b) and b > 0 for b in budgets)
+
+
+def test_when_every_fit_fails_nothing_is_printed_on_stdout(capsys, tmp_path, tiny_checkpoint):
+    code, out, err = run(capsys, "fit", "--device", "pixel7", "--ms", "0.00001,0.00002", "--model",
+                         str(tiny_checkpoint), "--out", str(tmp_path / "o"))
+    assert code == 2 and out == ""   # no summary header or legend for no fits
+    errors = [line for line in err.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 3 and "all 2 fits failed" in errors[-1] and "Traceback" not in err
+    assert not (tmp_path / "o").exists()
