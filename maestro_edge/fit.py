@@ -33,7 +33,7 @@ from maestro_edge.latency.error_band import ErrorBand, band_ms, error_band, pess
 from maestro_edge.latency.load import busy_warning
 from maestro_edge.latency.measure import Protocol, Timing
 from maestro_edge.latency.probes import DENSE, layer_options
-from maestro_edge.latency.profile import estimated_table
+from maestro_edge.latency.profile import estimated_table, table_lock
 from maestro_edge.latency.table import LatencyTable, cached_table_path, load_table
 from maestro_edge.latency.target import Target
 from maestro_edge.lod.checkpoint import LoDCheckpoint
@@ -65,11 +65,12 @@ def latency_table_for(ckpt: LoDCheckpoint, profile: DeviceProfile, progress: Pro
         return table
     target = Target.resolve(profile)
     if profile.latency_source == "measured" and target.measurable:
-        if progress:
-            progress("exporting the whole model once (a model ExecuTorch cannot take fails here)")
-        check_exportable(ckpt, full_delegation)
-        report = (lambda what, i, n: progress(f"profiling {what} ({i}/{n})")) if progress else None
-        return target.measure_table(ckpt, progress=report, allow_busy=allow_busy)
+        with table_lock(profile, path):   # another process profiling this model here: refused now, not after the export
+            if progress:
+                progress("exporting the whole model once (a model ExecuTorch cannot take fails here)")
+            check_exportable(ckpt, full_delegation)
+            report = (lambda what, i, n: progress(f"profiling {what} ({i}/{n})")) if progress else None
+            return target.measure_table(ckpt, progress=report, allow_busy=allow_busy)
     return estimated_table(ckpt, profile)
 
 

@@ -131,3 +131,28 @@ def test_profile_force_deletes_nothing_another_process_is_measuring_into(ckpt, t
         assert journal_path(table).read_text() == '{"another": "run"}\n'   # untouched
     finally:
         holder.communicate("", timeout=30)
+
+
+
+def test_fit_refuses_before_exporting_while_another_process_profiles_the_table(ckpt, tmp_path, monkeypatch):
+    """fit measures a missing table itself; while another process measures it, fit says so at once (it spent a
+    minute exporting the model first)."""
+    import maestro_edge.fit as fit_module
+    from maestro_edge.devices.profile import find_profile
+    from maestro_edge.latency.table import cached_table_path
+
+    monkeypatch.setenv("MAESTRO_EDGE_CACHE", str(tmp_path / "cache"))
+    host = find_profile("host")
+    table = cached_table_path(host, ckpt.latency_digest())
+    table.parent.mkdir(parents=True)
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(table)], cwd=REPO, stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True, env={**os.environ})
+    exported = []
+    monkeypatch.setattr(fit_module, "check_exportable", lambda *a, **k: exported.append(1))
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(UsageError, match="another maestro-edge process is measuring host"):
+            fit_module.latency_table_for(ckpt, host)
+        assert not exported
+    finally:
+        holder.communicate("", timeout=30)
