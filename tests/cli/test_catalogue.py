@@ -209,6 +209,7 @@ def bad(tmp_path_factory, tiny_checkpoint) -> Path:
     (pl / "bool_rank.json").write_text(json.dumps({"ranks": {**ranks, layer: True}}))
     (pl / "big_rank.json").write_text(json.dumps({"ranks": {**ranks, layer: 100000}}))
     (pl / "ranks_list.json").write_text(json.dumps({"ranks": list(ranks)}))
+    (pl / "one_layer.json").write_text(json.dumps({"ranks": {layer: ranks[layer]}}))
     (pl / "a_folder").mkdir()
 
     # output paths that are links
@@ -355,6 +356,7 @@ CATALOGUE = [
     case("plan-rank-true", [*EXPORT, "{bad}/plans/bool_rank.json"], ["True"]),
     case("plan-rank-above-max", [*EXPORT, "{bad}/plans/big_rank.json"], ["100000", "dense"], 2),
     case("plan-ranks-is-list", [*EXPORT, "{bad}/plans/ranks_list.json"], ["ranks_list.json", "ranks"], 2),
+    case("plan-names-one-layer", [*EXPORT, "{bad}/plans/one_layer.json"], ["no rank for", "every layer"], 2),
     # --- output paths ---
     case("fit-out-under-a-file", [*FIT_TINY[:-4], "--model", "{ckpt}", "--out", "{file}/sub"], ["sub"], slow=True),
     case("export-out-is-a-file", [*EXPORT[:-3], "--out", "{file}", "--plan", "{bad}/plans/valid.json"], ["afile", "folder"], 2),
