@@ -133,9 +133,12 @@ def _check_fit_fields(report: FitReport, d: dict) -> None:
     device = d["device"]
     if not isinstance(device, str) or not device:
         raise ValueError(f"'device' must be a non-empty string, got {validate.show(device)}")
-    report.budget_ms = _number(d["budget_ms"], "budget_ms", positive=True)
-    report.predicted_ms = _number(d["predicted_ms"], "predicted_ms", positive=True)
-    report.measured_ms = _number(d.get("measured_ms"), "measured_ms", none=True, positive=True)
+    report.budget_ms = _milliseconds(d["budget_ms"], "budget_ms")
+    report.predicted_ms = _milliseconds(d["predicted_ms"], "predicted_ms")
+    report.measured_ms = _milliseconds(d.get("measured_ms"), "measured_ms", none=True)
+    if (report.metric or {}).get("name") == "accuracy":   # the built-in models' metric: a fraction
+        for key in ("accuracy", "dense_accuracy"):
+            validate.number(getattr(report, key), key, low=0.0, high=1.0, none=True)
     report.latency_source = _text(d, "latency_source", "unknown")
     report.runtime = _text(d, "runtime", "unknown runtime")
     if report.threads is not None:
@@ -144,10 +147,21 @@ def _check_fit_fields(report: FitReport, d: dict) -> None:
     if not isinstance(max_ranks, dict):
         raise ValueError("'max_ranks' must be an object of layer -> int")
     report.max_ranks = {str(k): validate.integer(v, f"max_ranks.{k}", low=1) for k, v in max_ranks.items()}
+    for layer, rank in report.ranks.items():
+        if rank != DENSE and rank > report.max_ranks.get(layer, rank):
+            raise ValueError(f"rank of layer {validate.show(layer)} is {rank}, above its maximum "
+                             f"{report.max_ranks[layer]}")
     report.baselines = [_baseline(b) for b in d.get("baselines") or []]
     report.tries = [{**t, "predicted_ms": _number(t.get("predicted_ms"), "tries.predicted_ms", none=True),
                      "measured_ms": _number(t.get("measured_ms"), "tries.measured_ms", none=True)}
                     for t in d.get("tries") or [] if isinstance(t, dict)]
+
+
+MAX_MS = 1e6   # a thousand seconds per inference: more is not a latency this tool produced
+
+
+def _milliseconds(value, what: str, none: bool = False) -> float | None:
+    return validate.number(value, what, low=0.0, low_open=True, high=MAX_MS, none=none)
 
 
 def _number(value, what: str, *, none: bool = False, positive: bool = False) -> float | None:

@@ -225,7 +225,11 @@ def bad(tmp_path_factory, tiny_checkpoint) -> Path:
            "dense_accuracy": 0.9, "ranks": ranks}
     for name, text in {"good": json.dumps(fit), "corrupt": '{"device": "pixel7", "ranks": {',
                        "list": "[1, 2, 3]", "schema2": json.dumps({**fit, "schema_version": 2}),
-                       "incomplete": json.dumps({"schema_version": 1, "device": "pixel7"})}.items():
+                       "incomplete": json.dumps({"schema_version": 1, "device": "pixel7"}),
+                       "huge-budget": json.dumps({**fit, "budget_ms": 1e308}),
+                       "accuracy-57": json.dumps({**fit, "accuracy": 57, "metric": {"name": "accuracy"}}),
+                       "rank-above-max": json.dumps({**fit, "ranks": {**ranks, layer: 10 ** 6},
+                                                     "max_ranks": {layer: 8}})}.items():
         (r / name / "pixel7-20ms").mkdir(parents=True)
         (r / name / "pixel7-20ms" / "fit.json").write_text(text)
     (r / "empty").mkdir()
@@ -401,6 +405,9 @@ CATALOGUE = [
     case("report-fit-json-is-a-list", ["report", "{bad}/reports/list"], ["fit.json", "list"], 1),
     case("report-fit-json-schema-2", ["report", "{bad}/reports/schema2"], ["fit.json", "schema_version 2"], 1),
     case("report-fit-json-incomplete", ["report", "{bad}/reports/incomplete"], ["fit.json", "'ranks'"], 1),
+    case("report-budget-out-of-range", ["report", "{bad}/reports/huge-budget"], ["'budget_ms'", "1e+06"], 1),
+    case("report-accuracy-above-one", ["report", "{bad}/reports/accuracy-57"], ["'accuracy'", "[0, 1]"], 1),
+    case("report-rank-above-max", ["report", "{bad}/reports/rank-above-max"], ["above its maximum 8"], 1),
 ]
 
 
