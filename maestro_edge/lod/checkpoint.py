@@ -240,6 +240,9 @@ class LoDCheckpoint:
                 if not rank <= lod_layers(model)[name].max_rank:   # an int >= 1 (metadata.check_program)
                     raise ValueError(f"layer {name}: active_rank {rank!r} out of range")
             arch, data = dict(meta["arch"]), dict(meta["data"])
+            if list(data.get("input_shape") or []) != list(examples[0].shape):   # what probes and estimates read
+                raise ValueError(f"input_shape {data.get('input_shape')} is not the example inputs' "
+                                 f"{list(examples[0].shape)}")
             importance, metric = dict(meta.get("importance") or {}), dict(meta.get("metric") or ACCURACY)
         except Exception as e:   # configs that do not fit the program, of any kind: one message
             raise _inconsistent(path, e, prog.SAVE_AGAIN) from None

@@ -94,6 +94,8 @@ def program(tmp_path_factory) -> Path:
     (lambda m: json.dumps({**m, "lod_layers": {n: {**s, "config": {**s["config"], "in_features": 10**7}}
                                                for n, s in m["lod_layers"].items()}}), ["inconsistent"]),
     (lambda m: json.dumps({**m, "metric": {"name": "score", "higher_is_better": "yes"}}), ["metric.higher_is_better"]),
+    (lambda m: json.dumps({**m, "data": {**m["data"], "input_shape": [1, 3, 224, 224]}}),
+     ["inconsistent", "input_shape [1, 3, 224, 224]", "example inputs"]),
     (lambda m: json.dumps(m)[:-1] + ', "deep": ' + deep_text("[", "]") + "}", ["not valid JSON", "nested"]),
 ])
 def test_malformed_program_metadata_is_one_line(capsys, tmp_path, program, change, words):
