@@ -61,3 +61,33 @@ def test_a_large_shift_is_reported_with_what_to_do(scale, warned):
     if warned:
         assert "profile --force" in warning and ("slower" if scale > 1 else "faster") in warning
         assert f"{abs(scale - 1):.0%}" in warning
+
+
+class _Scripted:
+    """A timer that answers the dense model's timings from a script (the host's speed is not the point here)."""
+
+    def __init__(self, *p50s):
+        self.p50s, self.calls = list(p50s), 0
+
+    def time(self, modules, protocol, kind):
+        from types import SimpleNamespace
+
+        self.calls += 1
+        return {"model": SimpleNamespace(p50_ms=self.p50s.pop(0))}
+
+
+@pytest.mark.parametrize("script, scale, calls", [
+    ((1.33, 1.01), 1.01, 2),   # a spike: timed again, the lower kept
+    ((1.30, 1.28), 1.28, 2),   # a real shift shows in both timings
+    ((1.03,), 1.03, 1),        # within 5% of the table: one timing
+    ((0.90, 0.93), 0.90, 2),   # faster than the table: the lower still
+])
+def test_a_dense_timing_far_from_the_table_is_taken_again(script, scale, calls):
+    ckpt = LoDCheckpoint.load(DIGITS)
+    table = estimated_table(ckpt, find_profile("pixel7"))
+    table.source = "measured"
+    predicted = table.predict_ms({n: DENSE for n in table.layers})
+    timer = _Scripted(*(predicted * s for s in script))
+    _, anchor = anchored(table, ckpt, timer, QUICK)
+    assert timer.calls == calls and anchor.scale == pytest.approx(scale)
+    assert anchor.to_dict()["timings_ms"] == pytest.approx([predicted * s for s in script])
