@@ -66,7 +66,8 @@ def main(argv=None) -> None:
     """Entry point: one line per error, exit 2 for usage errors, 1 for others, 130 on Ctrl-C, 128 + the signal's
     number on SIGTERM (143) and SIGHUP (129)."""
     handled = (signal.SIGTERM, signal.SIGHUP) if threading.current_thread() is threading.main_thread() else ()
-    before = {sig: signal.signal(sig, _terminate) for sig in handled}
+    # a signal the caller ignores stays ignored (`nohup maestro-edge profile ...` must survive the hangup)
+    before = {sig: signal.signal(sig, _terminate) for sig in handled if signal.getsignal(sig) is not signal.SIG_IGN}
     try:
         _run(argv)
     finally:

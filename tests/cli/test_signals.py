@@ -14,6 +14,13 @@ from pathlib import Path
 import pytest
 
 
+def _default_signals():
+    """The child starts with default dispositions: a test run in the background (`nohup pytest &`) ignores SIGINT
+    and SIGHUP, and a child inherits that, as `nohup maestro-edge ...` would (and should: see the next test)."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)])
 def test_signal_during_profiling_leaves_nothing_half_written(tmp_path, sig, code):
@@ -21,7 +28,7 @@ def test_signal_during_profiling_leaves_nothing_half_written(tmp_path, sig, code
     env = {**os.environ, "MAESTRO_EDGE_CACHE": str(cache), "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "maestro_edge", "fit", "--device", "host", "--ms", "5",
                              "--out", str(out), "--allow-busy"], env=env, cwd=tmp_path, stderr=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, text=True, preexec_fn=_default_signals)
     lines, deadline = [], time.monotonic() + 600
     try:
         for line in proc.stderr:   # progress lines: wait until profiling (and so the cache journal) has begun
@@ -39,3 +46,30 @@ def test_signal_during_profiling_leaves_nothing_half_written(tmp_path, sig, code
     assert not out.exists() and not list(tmp_path.glob(".out*")), list(tmp_path.iterdir())   # no lock, no staging
     journals = list(Path(cache).rglob("*.partial.jsonl"))   # what was measured before the signal
     assert journals and all(j.stat().st_size > 0 for j in journals), list(Path(cache).rglob("*"))
+
+
+
+def _nohup():
+    _default_signals()
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+
+@pytest.mark.slow
+def test_nohup_keeps_a_profile_running_through_a_hangup(tmp_path):
+    """`nohup maestro-edge ...` ignores SIGHUP before the command starts; the command must not undo that."""
+    env = {**os.environ, "MAESTRO_EDGE_CACHE": str(tmp_path / "cache"), "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "maestro_edge", "fit", "--device", "host", "--ms", "5",
+                             "--out", str(tmp_path / "out"), "--allow-busy"], env=env, cwd=tmp_path,
+                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, preexec_fn=_nohup)
+    try:
+        for line in proc.stderr:
+            if "profiling" in line:
+                break
+        proc.send_signal(signal.SIGHUP)
+        time.sleep(3)
+        assert proc.poll() is None, "a hangup ended a command started under nohup"
+        proc.send_signal(signal.SIGTERM)
+        _, rest = proc.communicate(timeout=120)
+        assert proc.returncode == 143, rest
+    finally:
+        proc.kill()
