@@ -129,16 +129,16 @@ def check_output_folder(out_dir: Path) -> None:
     holding anything but our outputs: ``fit`` replaces it as a whole, and other files are someone's work."""
     out_dir = Path(out_dir)   # an empty --out arrives as "." (pathlib)
     try:
+        own = _inspect(out_dir)
+    except _Unusable as e:
+        raise UsageError(f"output path {shown(out_dir)} {e}; pass another --out") from None
+    try:
         here, target = os.path.realpath(os.getcwd()), os.path.realpath(out_dir)
     except FileNotFoundError:   # the working folder was deleted: nothing of it to protect
         here = target = None
     if here is not None and (here == target or here.startswith(target.rstrip(os.sep) + os.sep)):
         raise UsageError(f"output path {shown(out_dir)} is the current folder or holds it, and fit replaces its "
                          "output folder as a whole; pass a new folder, e.g. --out out")
-    try:
-        own = _inspect(out_dir)
-    except _Unusable as e:
-        raise UsageError(f"output path {shown(out_dir)} {e}; pass another --out") from None
     if own is None:
         return
     if not stat.S_ISDIR(own.st_mode):
