@@ -418,8 +418,9 @@ def read_ranks(path: Path, ckpt: LoDCheckpoint) -> dict:
                          f"{ckpt.digest()}); fit this model instead")
     if not isinstance(ranks, dict):
         raise UsageError(f"{path}: \"ranks\" must map layer names to ranks or \"dense\"")
-    missing = [name for name in lod_layers(ckpt.model) if name not in ranks]
-    if missing and len(missing) < len(lod_layers(ckpt.model)):   # none named: the unknown names are refused later
+    layers = lod_layers(ckpt.model)
+    missing = [name for name in layers if name not in ranks]
+    if missing and len(missing) < len(layers):   # none named: the unknown names are refused later
         raise UsageError(f"plan {path} names no rank for {len(missing)} of the model's layers ({', '.join(missing[:3])}"
                          f"{', ...' if len(missing) > 3 else ''}); give every layer a rank or \"dense\", as fit.json "
                          "does")
